@@ -1,0 +1,547 @@
+// Package deferred is a Go port of Twisted's Deferred: a Deferred[T] stands
+// for a result that is not there yet, and holds a chain of stages that run
+// when it arrives.
+//
+// A consumer adds paired stages: callbacks, which see a value, and errbacks,
+// which see a *Failure. A producer fires the Deferred once, with Callback(v)
+// or Errback(err). The stages then run in the order they were added, each
+// result feeding the next:
+//
+//   - a callback's (v, nil) goes to the next callback;
+//   - a callback's (_, err) goes to the next errback, as a *Failure;
+//   - an errback's (v, nil) recovers: the next callback gets v;
+//   - an errback's (_, err) keeps failing;
+//   - a panic in a stage is recovered and becomes a *Failure holding the panic
+//     value and the stack of the panic site;
+//   - a stage that returns a *Deferred (AddCallbackDeferred, ThenDeferred, …)
+//     pauses the chain until that Deferred has a result, which then goes on
+//     down the chain. This is done in a loop, not by recursion, so chains of
+//     any length and depth run on a small goroutine stack.
+//
+// Nothing here starts a goroutine. Stages run on the goroutine that fires the
+// Deferred or, if it has already fired, on the goroutine that adds them,
+// exactly as in Twisted. Every method may be called from any goroutine; see
+// Deferred for the guarantees.
+//
+// Stages keep the type of their Deferred. To change it, use Then or
+// ThenDeferred, which hand the chain over to a new *Deferred[U].
+//
+// A failure that nobody handles is not lost: when a Deferred whose chain ends
+// in a failure becomes unreachable, the failure goes to the handler set with
+// SetUnhandledHandler (by default, one log/slog error with its stack).
+package deferred
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// ErrAlreadyCalled is matched (errors.Is) by the error that Callback and
+// Errback return when the Deferred has already fired.
+var ErrAlreadyCalled = errors.New("deferred: already called")
+
+// ErrCancelled is matched (errors.Is) by the failure of a Deferred that was
+// cancelled and whose canceller did not fire it.
+var ErrCancelled = errors.New("deferred: cancelled")
+
+// ErrNilError is matched by the failure of a Deferred on which Errback was
+// called with a nil error. The Deferred fails: a nil error never reads as
+// success.
+var ErrNilError = errors.New("deferred: Errback called with a nil error")
+
+// A Deferred is a result of type T that is not there yet, and the chain of
+// stages that will process it. Create one with New, NewWithCanceller,
+// Succeed, Fail or Maybe; the zero Deferred is not usable.
+//
+// All methods may be called concurrently from any goroutine. The stages of
+// one Deferred never run concurrently and always run in the order they were
+// added. No lock is held while a stage runs, so a stage may call any method
+// of its own Deferred. If a goroutine adds a stage while another goroutine is
+// running the chain, the adding goroutine does not wait: the stage is queued
+// and the running goroutine runs it.
+//
+// A Deferred must not be copied.
+type Deferred[T any] struct {
+	mu sync.Mutex
+
+	value   T
+	failure *Failure
+
+	stages []stage[T]
+	head   int // stages[:head] have run
+	inline [3]stage[T]
+
+	paused    int
+	canceller func(*Deferred[T])
+	waiting   *Deferred[T]           // the Deferred a stage returned, while we wait for it
+	parent    *Deferred[T]           // the Deferred waiting for our result
+	handoff   func(T, *Failure) node // Then's continuation
+	cleanup   runtime.Cleanup        // reports an unhandled failure
+	debug     *debugInfo             // with SetDebugging(true)
+
+	called                bool
+	running               bool
+	cancelled             bool
+	suppressAlreadyCalled bool
+	handedOver            bool
+	cleanupArmed          bool
+}
+
+// New returns a Deferred that has not fired. The producer fires it with
+// Callback or Errback.
+func New[T any]() *Deferred[T] {
+	d := new(Deferred[T])
+	d.stages = d.inline[:0]
+	if debugging.Load() {
+		d.debug = &debugInfo{created: stackString(3)}
+	}
+	return d
+}
+
+// NewWithCanceller returns a Deferred that has not fired and whose Cancel
+// calls canceller, at most once and only if the Deferred has not fired yet.
+// The canceller should stop the work and may fire the Deferred; if it does
+// not, Cancel fails the Deferred with ErrCancelled. The Deferred drops the
+// canceller when it fires. A nil canceller is the same as New.
+func NewWithCanceller[T any](canceller func(*Deferred[T])) *Deferred[T] {
+	d := New[T]()
+	d.canceller = canceller
+	return d
+}
+
+// Succeed returns a Deferred already fired with v.
+func Succeed[T any](v T) *Deferred[T] {
+	d := New[T]()
+	d.called, d.value = true, v
+	return d
+}
+
+// Fail returns a Deferred already failed with err (wrapped in a Failure
+// unless it is one). A nil err fails with ErrNilError.
+func Fail[T any](err error) *Deferred[T] {
+	d := New[T]()
+	d.called, d.failure = true, errbackFailure(err)
+	d.armCleanup()
+	return d
+}
+
+// Maybe calls f now and returns a Deferred fired with its result: its value,
+// its error as a Failure, or the Failure of its panic. It is Twisted's
+// maybeDeferred for functions that return plain values. Maybe panics if f is
+// nil.
+func Maybe[T any](f func() (T, error)) *Deferred[T] {
+	if f == nil {
+		panic("deferred: Maybe called with a nil function")
+	}
+	d := New[T]()
+	v, fl, _ := runStage(&stage[T]{cb: func(T) (T, error) { return f() }}, d.value, nil)
+	d.called, d.value, d.failure = true, v, fl
+	if fl != nil {
+		d.armCleanup()
+	}
+	return d
+}
+
+// Callback fires d with the value v and runs its chain on the calling
+// goroutine. If d has already fired, Callback changes nothing and returns an
+// error matching ErrAlreadyCalled — except for the first call after Cancel,
+// which is ignored and returns nil, so that a producer that did not notice
+// the cancellation does not fail.
+func (d *Deferred[T]) Callback(v T) error {
+	d.mu.Lock()
+	if d.called {
+		return d.calledAgain()
+	}
+	d.fire(v, nil, 3)
+	d.mu.Unlock()
+	drive(d)
+	return nil
+}
+
+// Errback fires d with the failure err and runs its chain on the calling
+// goroutine. err is wrapped in a Failure (recording the caller's stack)
+// unless it already is one. A nil err is a mistake: d fails with a Failure
+// matching ErrNilError. If d has already fired, Errback behaves as Callback
+// does.
+func (d *Deferred[T]) Errback(err error) error {
+	f := errbackFailure(err)
+	d.mu.Lock()
+	if d.called {
+		return d.calledAgain()
+	}
+	var zero T
+	d.fire(zero, f, 3)
+	d.mu.Unlock()
+	drive(d)
+	return nil
+}
+
+func errbackFailure(err error) *Failure {
+	if err == nil {
+		return &Failure{err: ErrNilError, pcs: callers(4)}
+	}
+	if f, ok := err.(*Failure); ok && f != nil {
+		return f
+	}
+	return &Failure{err: err, pcs: callers(4)}
+}
+
+// calledAgain handles a second Callback or Errback. d.mu is held; it is
+// released.
+func (d *Deferred[T]) calledAgain() error {
+	if d.suppressAlreadyCalled {
+		d.suppressAlreadyCalled = false
+		d.mu.Unlock()
+		return nil
+	}
+	err := d.alreadyCalledError()
+	d.mu.Unlock()
+	return err
+}
+
+// fire records the result. d.mu is held.
+func (d *Deferred[T]) fire(v T, f *Failure, skip int) {
+	d.called, d.value, d.failure = true, v, f
+	d.canceller = nil
+	if d.debug != nil {
+		d.debug.fired = stackString(skip + 1)
+	}
+}
+
+// AddCallbacks adds a stage of two halves: cb runs if the chain holds a
+// value at this point, eb if it holds a failure. They form one level: eb
+// never sees an error returned by cb; the next errback does. AddCallbacks
+// returns d. It panics if cb or eb is nil.
+func (d *Deferred[T]) AddCallbacks(cb func(T) (T, error), eb func(*Failure) (T, error)) *Deferred[T] {
+	if cb == nil || eb == nil {
+		panic("deferred: AddCallbacks called with a nil function")
+	}
+	return d.add(stage[T]{cb: cb, eb: eb}, "AddCallbacks")
+}
+
+// AddCallback adds a callback: cb gets the value, and its (v, nil) passes v
+// on while its (_, err) fails the chain from here. A failure passes cb by.
+// AddCallback returns d. It panics if cb is nil.
+func (d *Deferred[T]) AddCallback(cb func(T) (T, error)) *Deferred[T] {
+	if cb == nil {
+		panic("deferred: AddCallback called with a nil function")
+	}
+	return d.add(stage[T]{cb: cb}, "AddCallback")
+}
+
+// AddErrback adds an errback: eb gets the failure, and its (v, nil)
+// recovers with v while its (_, err) keeps failing with err (return the
+// Failure itself to pass it on unchanged). A value passes eb by. AddErrback
+// returns d. It panics if eb is nil.
+func (d *Deferred[T]) AddErrback(eb func(*Failure) (T, error)) *Deferred[T] {
+	if eb == nil {
+		panic("deferred: AddErrback called with a nil function")
+	}
+	return d.add(stage[T]{eb: eb}, "AddErrback")
+}
+
+// AddBoth adds f as both callback and errback: it gets the value and a nil
+// *Failure, or the zero value and the failure. It returns d and panics if f
+// is nil.
+func (d *Deferred[T]) AddBoth(f func(T, *Failure) (T, error)) *Deferred[T] {
+	if f == nil {
+		panic("deferred: AddBoth called with a nil function")
+	}
+	return d.add(stage[T]{both: f}, "AddBoth")
+}
+
+// AddCallbackDeferred adds a callback that returns a Deferred: the chain
+// waits for it and goes on with its result, value or failure. A nil
+// returned Deferred fails the chain. It returns d and panics if cb is nil.
+func (d *Deferred[T]) AddCallbackDeferred(cb func(T) *Deferred[T]) *Deferred[T] {
+	if cb == nil {
+		panic("deferred: AddCallbackDeferred called with a nil function")
+	}
+	return d.add(stage[T]{cbd: cb}, "AddCallbackDeferred")
+}
+
+// AddErrbackDeferred adds an errback that returns a Deferred: the chain
+// waits for it and goes on with its result, value or failure. It returns d
+// and panics if eb is nil.
+func (d *Deferred[T]) AddErrbackDeferred(eb func(*Failure) *Deferred[T]) *Deferred[T] {
+	if eb == nil {
+		panic("deferred: AddErrbackDeferred called with a nil function")
+	}
+	return d.add(stage[T]{ebd: eb}, "AddErrbackDeferred")
+}
+
+// Chain makes other fire with d's result at this point of d's chain, like
+// Twisted's chainDeferred: other's chain runs, then d's chain goes on with
+// the zero value (the result now belongs to other, which also reports it if
+// it is a failure nobody handles). If other has already fired, d's chain
+// fails from here with an ErrAlreadyCalled error. Chains of any length fire
+// in a loop, not by recursion. Chain returns d; it panics if other is nil or
+// is d.
+func (d *Deferred[T]) Chain(other *Deferred[T]) *Deferred[T] {
+	if other == nil {
+		panic("deferred: Chain called with a nil *Deferred")
+	}
+	if other == d {
+		panic("deferred: Chain called with the Deferred itself")
+	}
+	return d.add(stage[T]{chain: other}, "Chain")
+}
+
+func (d *Deferred[T]) add(st stage[T], method string) *Deferred[T] {
+	d.mu.Lock()
+	if d.handedOver {
+		d.mu.Unlock()
+		panic(handedOverMessage(method))
+	}
+	d.stages = append(d.stages, st)
+	run := d.runnable()
+	d.mu.Unlock()
+	if run {
+		drive(d)
+	}
+	return d
+}
+
+func handedOverMessage(method string) string {
+	return "deferred: " + method + " on a Deferred whose chain was handed over by Then or ThenDeferred; use the Deferred that Then returned"
+}
+
+// Then adds cb as the last stage of d and returns a new Deferred[U] that
+// carries the chain on with cb's result: cb's (u, nil) gives u, its
+// (_, err) and any failure reaching this point fail the new Deferred. Go
+// methods cannot have type parameters, which is why Then is a function.
+//
+// d's chain is handed over: adding stages to d afterwards, or calling Then
+// on it again, panics. The producer may still fire d, and cancelling either
+// Deferred cancels d. Then panics if d or cb is nil, or if another Deferred
+// is waiting for d.
+func Then[T, U any](d *Deferred[T], cb func(T) (U, error)) *Deferred[U] {
+	if cb == nil {
+		panic("deferred: Then called with a nil function")
+	}
+	if d == nil {
+		panic("deferred: Then called with a nil *Deferred")
+	}
+	u := handOver[T, U](d, "Then")
+	d.setHandoff(func(v T, f *Failure) node {
+		if f != nil {
+			n, _ := u.settle(zeroOf[U](), f)
+			return n
+		}
+		rv, rf, _ := runStage(&stage[U]{cb: func(U) (U, error) { return cb(v) }}, zeroOf[U](), nil)
+		n, _ := u.settle(rv, rf)
+		return n
+	})
+	return u
+}
+
+// ThenDeferred is Then for a cb that returns a Deferred: the new Deferred
+// fires with that Deferred's result. A nil returned Deferred fails it.
+func ThenDeferred[T, U any](d *Deferred[T], cb func(T) *Deferred[U]) *Deferred[U] {
+	if cb == nil {
+		panic("deferred: ThenDeferred called with a nil function")
+	}
+	if d == nil {
+		panic("deferred: ThenDeferred called with a nil *Deferred")
+	}
+	u := handOver[T, U](d, "ThenDeferred")
+	d.setHandoff(func(v T, f *Failure) node {
+		if f != nil {
+			n, _ := u.settle(zeroOf[U](), f)
+			return n
+		}
+		_, rf, inner := runStage(&stage[U]{cbd: func(U) *Deferred[U] { return cb(v) }}, zeroOf[U](), nil)
+		if rf != nil {
+			n, _ := u.settle(zeroOf[U](), rf)
+			return n
+		}
+		return u.settleWaiting(inner)
+	})
+	return u
+}
+
+// handOver marks d as handed over and returns the Deferred that takes over.
+func handOver[T, U any](d *Deferred[T], method string) *Deferred[U] {
+	d.mu.Lock()
+	switch {
+	case d.handedOver:
+		d.mu.Unlock()
+		panic(handedOverMessage(method))
+	case d.parent != nil:
+		d.mu.Unlock()
+		panic("deferred: " + method + " on a Deferred that another Deferred is waiting for")
+	}
+	d.handedOver = true
+	d.mu.Unlock()
+	return NewWithCanceller(func(*Deferred[U]) { d.Cancel() })
+}
+
+func (d *Deferred[T]) setHandoff(h func(T, *Failure) node) {
+	d.mu.Lock()
+	d.handoff = h
+	run := d.runnable()
+	d.mu.Unlock()
+	if run {
+		drive(d)
+	}
+}
+
+// Pause stops d's chain before its next stage until a matching Unpause.
+// Pauses count: n Pauses need n Unpauses.
+func (d *Deferred[T]) Pause() {
+	d.mu.Lock()
+	d.paused++
+	d.mu.Unlock()
+}
+
+// Unpause undoes one Pause and, when none is left, runs the rest of the
+// chain on the calling goroutine if d has fired. Unpause on a Deferred that
+// is not paused does nothing (Twisted would count below zero and never run
+// the chain again).
+func (d *Deferred[T]) Unpause() {
+	d.mu.Lock()
+	if d.paused > 0 {
+		d.paused--
+	}
+	run := d.runnable()
+	d.mu.Unlock()
+	if run {
+		drive(d)
+	}
+}
+
+// Cancel asks for d's result to be abandoned. If d has not fired, Cancel
+// calls its canceller (once, however often Cancel is called); if the
+// canceller does not fire d, or there is none, d fails with a Failure
+// matching ErrCancelled, and the producer's first later Callback or Errback
+// is ignored (when there is a canceller, it is expected to have stopped the
+// producer, so a later firing returns ErrAlreadyCalled as usual). If d has fired and its chain waits for a Deferred returned by
+// a stage, that Deferred is cancelled instead. Otherwise Cancel does
+// nothing. A panicking canceller does not make Cancel panic: d fails with
+// the panic's Failure.
+func (d *Deferred[T]) Cancel() {
+	d.mu.Lock()
+	if d.called {
+		w := d.waiting
+		d.mu.Unlock()
+		if w != nil {
+			w.Cancel()
+		}
+		return
+	}
+	if d.cancelled {
+		d.mu.Unlock()
+		return
+	}
+	d.cancelled = true
+	c := d.canceller
+	d.canceller = nil
+	d.mu.Unlock()
+
+	var f *Failure
+	if c != nil {
+		f = runCanceller(c, d)
+	}
+	d.mu.Lock()
+	if d.called {
+		d.mu.Unlock()
+		return
+	}
+	if f == nil {
+		f = &Failure{err: ErrCancelled, pcs: callers(2)}
+	}
+	if c == nil {
+		// Nobody told the producer: let its eventual firing pass quietly.
+		d.suppressAlreadyCalled = true
+	}
+	var zero T
+	d.fire(zero, f, 2)
+	d.mu.Unlock()
+	drive(d)
+}
+
+func runCanceller[T any](c func(*Deferred[T]), d *Deferred[T]) (f *Failure) {
+	defer func() {
+		if p := recover(); p != nil {
+			f = panicFailure(p)
+		}
+	}()
+	c(d)
+	return nil
+}
+
+// Called reports whether d has fired (Callback, Errback or Cancel).
+func (d *Deferred[T]) Called() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.called
+}
+
+// String describes d for debugging and %v: its type, address and state —
+// pending, paused, waiting for another Deferred, or its current value or
+// failure — like Twisted's repr.
+func (d *Deferred[T]) String() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var b strings.Builder
+	fmt.Fprintf(&b, "<Deferred[%s] at %p", typeName[T](), d)
+	switch {
+	case !d.called:
+		b.WriteString(" pending")
+	case d.waiting != nil:
+		fmt.Fprintf(&b, " waiting on Deferred at %p", d.waiting)
+	case d.failure != nil:
+		fmt.Fprintf(&b, " current result: failure: %v", d.failure.Error())
+	default:
+		fmt.Fprintf(&b, " current result: %v", any(d.value))
+	}
+	if d.paused > 0 {
+		b.WriteString(" (paused)")
+	}
+	b.WriteString(">")
+	return b.String()
+}
+
+func typeName[T any]() string {
+	return fmt.Sprintf("%T", (*T)(nil))[1:]
+}
+
+// Debugging and unhandled failures.
+
+var debugging atomic.Bool
+
+type debugInfo struct {
+	created, fired string
+}
+
+// SetDebugging turns on (or off) recording, for each Deferred created from
+// now on, of where it was created and where it first fired. ErrAlreadyCalled
+// errors then show both, which finds the second producer quickly. It costs a
+// stack capture per Deferred, so it is off by default.
+func SetDebugging(on bool) { debugging.Store(on) }
+
+func stackString(skip int) string {
+	var b strings.Builder
+	frames := runtime.CallersFrames(callers(skip + 1))
+	for {
+		fr, more := frames.Next()
+		if fr.Function != "" {
+			fmt.Fprintf(&b, "%s\n\t%s:%d\n", fr.Function, fr.File, fr.Line)
+		}
+		if !more {
+			return b.String()
+		}
+	}
+}
+
+// alreadyCalledError returns the error for a second firing. d.mu is held.
+func (d *Deferred[T]) alreadyCalledError() error {
+	if d.debug == nil {
+		return ErrAlreadyCalled
+	}
+	return fmt.Errorf("%w\ncreated at:\n%sfirst fired at:\n%s", ErrAlreadyCalled, d.debug.created, d.debug.fired)
+}
