@@ -1,0 +1,1054 @@
+package deferred
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"testing"
+	"weak"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// These tests pin the core contract of Deferred (DESIGN.md, issue 2). Where a
+// rule was unclear it was run in Twisted 22.4 first; the result is noted
+// beside the test.
+
+var (
+	errCoreA    = errors.New("core test error A")
+	errCoreB    = errors.New("core test error B")
+	errCoreBoom = errors.New("core test panic error")
+)
+
+// coreResult adds a last stage that records d's result and handles it (so
+// no failure is left for the unhandled-failure handler), and returns it. It
+// fails the test if the chain has not reached that stage when AddBoth
+// returns.
+func coreResult[T any](t *testing.T, d *Deferred[T]) (T, *Failure) {
+	t.Helper()
+	var (
+		v   T
+		f   *Failure
+		ran bool
+	)
+	d.AddBoth(func(x T, fl *Failure) (T, error) {
+		v, f, ran = x, fl, true
+		return x, nil
+	})
+	require.True(t, ran, "the chain did not reach its end: %v", d)
+	return v, f
+}
+
+// coreNextLine returns "file:line" of the line after its call site: the
+// panic site in the stage literals below.
+func coreNextLine() string {
+	_, file, line, _ := runtime.Caller(1)
+	return fmt.Sprintf("%s:%d", file, line+1)
+}
+
+// coreFirstFrame returns the function and "file:line" of the first frame
+// of f's stack.
+func coreFirstFrame(t *testing.T, f *Failure) (fn, loc string) {
+	t.Helper()
+	lines := strings.Split(f.Stack(), "\n")
+	require.GreaterOrEqual(t, len(lines), 2, "stack too short: %q", f.Stack())
+	return lines[0], strings.TrimSpace(lines[1])
+}
+
+// coreGoroutineID returns the id of the calling goroutine.
+func coreGoroutineID() string {
+	buf := make([]byte, 64)
+	buf = buf[:runtime.Stack(buf, false)]
+	return strings.Fields(string(buf))[1] // "goroutine 18 [running]: ..."
+}
+
+// Rule 1: stages and how results flow.
+
+func TestCoreStagesRunInOrderAndFeedEachOther(t *testing.T) {
+	d := New[int]()
+	var seen []int
+	d.AddCallback(func(v int) (int, error) { seen = append(seen, v); return v + 1, nil })
+	d.AddCallback(func(v int) (int, error) { seen = append(seen, v); return v * 10, nil })
+	d.AddCallback(func(v int) (int, error) { seen = append(seen, v); return v - 3, nil })
+	assert.Empty(t, seen, "no stage may run before the Deferred fires")
+
+	require.NoError(t, d.Callback(1))
+	assert.Equal(t, []int{1, 2, 20}, seen)
+	v, f := coreResult(t, d)
+	assert.Nil(t, f)
+	assert.Equal(t, 17, v)
+}
+
+func TestCoreErrorSkipsToNextErrbackAndErrbackRecovers(t *testing.T) {
+	d := New[int]()
+	var trail []string
+	d.AddCallback(func(v int) (int, error) { trail = append(trail, "cb1"); return 0, errCoreA })
+	d.AddCallback(func(v int) (int, error) { trail = append(trail, "cb2"); return v, nil })
+	d.AddBoth(func(v int, f *Failure) (int, error) {
+		// AddBoth sees the failure too; passing it on keeps failing.
+		trail = append(trail, "both")
+		return v, f
+	})
+	d.AddErrback(func(f *Failure) (int, error) {
+		trail = append(trail, "eb1")
+		assert.ErrorIs(t, f, errCoreA)
+		return 42, nil // recover
+	})
+	d.AddErrback(func(f *Failure) (int, error) { trail = append(trail, "eb2"); return 0, nil })
+	d.AddCallback(func(v int) (int, error) { trail = append(trail, fmt.Sprint("cb3:", v)); return v + 1, nil })
+
+	require.NoError(t, d.Callback(1))
+	assert.Equal(t, []string{"cb1", "both", "eb1", "cb3:42"}, trail)
+	v, f := coreResult(t, d)
+	assert.Nil(t, f)
+	assert.Equal(t, 43, v)
+}
+
+func TestCoreErrbackErrorKeepsFailing(t *testing.T) {
+	d := New[int]()
+	d.AddErrback(func(f *Failure) (int, error) { return 0, errCoreB })
+	require.NoError(t, d.Errback(errCoreA))
+	_, f := coreResult(t, d)
+	require.NotNil(t, f)
+	assert.ErrorIs(t, f, errCoreB)
+	assert.NotErrorIs(t, f, errCoreA)
+}
+
+func TestCoreAddCallbacksIsOneLevel(t *testing.T) {
+	t.Run("cb error goes to the next errback, not eb", func(t *testing.T) {
+		d := New[int]()
+		var trail []string
+		d.AddCallbacks(
+			func(int) (int, error) { trail = append(trail, "cb"); return 0, errCoreA },
+			func(*Failure) (int, error) { trail = append(trail, "eb"); return 1, nil },
+		)
+		d.AddErrback(func(f *Failure) (int, error) {
+			trail = append(trail, "next-eb")
+			assert.ErrorIs(t, f, errCoreA)
+			return 0, f
+		})
+		require.NoError(t, d.Callback(1))
+		assert.Equal(t, []string{"cb", "next-eb"}, trail)
+		_, f := coreResult(t, d)
+		assert.ErrorIs(t, f, errCoreA)
+	})
+	t.Run("failure runs eb, not cb", func(t *testing.T) {
+		d := New[int]()
+		var trail []string
+		d.AddCallbacks(
+			func(int) (int, error) { trail = append(trail, "cb"); return 0, nil },
+			func(f *Failure) (int, error) {
+				trail = append(trail, "eb")
+				assert.ErrorIs(t, f, errCoreA)
+				return 5, nil
+			},
+		)
+		require.NoError(t, d.Errback(errCoreA))
+		assert.Equal(t, []string{"eb"}, trail)
+		v, f := coreResult(t, d)
+		assert.Nil(t, f)
+		assert.Equal(t, 5, v)
+	})
+}
+
+func TestCoreAddBoth(t *testing.T) {
+	t.Run("success gives the value and a nil failure", func(t *testing.T) {
+		var gotV int
+		gotF := &Failure{} // must be overwritten with nil
+		d := Succeed(7).AddBoth(func(v int, f *Failure) (int, error) {
+			gotV, gotF = v, f
+			return v * 2, nil
+		})
+		assert.Equal(t, 7, gotV)
+		assert.Nil(t, gotF)
+		v, f := coreResult(t, d)
+		assert.Nil(t, f)
+		assert.Equal(t, 14, v)
+	})
+	t.Run("failure gives the zero value and the failure", func(t *testing.T) {
+		src := New[int]()
+		var gotV = -1
+		var gotF *Failure
+		src.AddBoth(func(v int, f *Failure) (int, error) {
+			gotV, gotF = v, f
+			return 3, nil // recovers
+		})
+		require.NoError(t, src.Errback(errCoreA))
+		assert.Equal(t, 0, gotV)
+		require.NotNil(t, gotF)
+		assert.ErrorIs(t, gotF, errCoreA)
+		v, f := coreResult(t, src)
+		assert.Nil(t, f)
+		assert.Equal(t, 3, v)
+	})
+}
+
+func TestCoreErrbackPassingFailureKeepsPointer(t *testing.T) {
+	orig := NewFailure(errCoreA)
+	d := New[int]()
+	var seen []*Failure
+	pass := func(f *Failure) (int, error) { seen = append(seen, f); return 0, f }
+	d.AddErrback(pass).AddErrback(pass).AddCallback(func(v int) (int, error) { return v, nil }).AddErrback(pass)
+	require.NoError(t, d.Errback(orig))
+	require.Len(t, seen, 3)
+	for i, f := range seen {
+		assert.Same(t, orig, f, "errback %d", i)
+	}
+	_, f := coreResult(t, d)
+	assert.Same(t, orig, f)
+}
+
+func TestCoreStagesRunOnFiringOrAddingGoroutine(t *testing.T) {
+	d := New[int]()
+	var ranOn string
+	d.AddCallback(func(v int) (int, error) { ranOn = coreGoroutineID(); return v, nil })
+
+	firedOn := make(chan string)
+	go func() {
+		id := coreGoroutineID()
+		assert.NoError(t, d.Callback(1))
+		firedOn <- id
+	}()
+	firer := <-firedOn
+	assert.Equal(t, firer, ranOn, "a stage added before firing runs on the firing goroutine")
+
+	// d has fired: a new stage runs at once, on this goroutine, before
+	// AddCallback returns.
+	ranOn = ""
+	d.AddCallback(func(v int) (int, error) { ranOn = coreGoroutineID(); return v + 1, nil })
+	assert.Equal(t, coreGoroutineID(), ranOn, "a stage added after firing runs on the adding goroutine")
+	v, f := coreResult(t, d)
+	assert.Nil(t, f)
+	assert.Equal(t, 2, v)
+}
+
+// Rule 2: a panic in any stage becomes a *Failure with the panic site's stack.
+
+func TestCorePanicInStageBecomesFailure(t *testing.T) {
+	type panicCase struct {
+		name string
+		// run makes a stage panic with value p and returns the resulting
+		// failure and the panic site's "file:line".
+		run func(t *testing.T, p any) (f *Failure, site string)
+	}
+	cases := []panicCase{
+		{"AddCallback", func(t *testing.T, p any) (*Failure, string) {
+			var site string
+			d := New[int]()
+			d.AddCallback(func(int) (int, error) {
+				site = coreNextLine()
+				panic(p)
+			})
+			require.NotPanics(t, func() { assert.NoError(t, d.Callback(1)) })
+			_, f := coreResult(t, d)
+			return f, site
+		}},
+		{"AddCallback added after firing", func(t *testing.T, p any) (*Failure, string) {
+			var site string
+			d := Succeed(1)
+			require.NotPanics(t, func() {
+				d.AddCallback(func(int) (int, error) {
+					site = coreNextLine()
+					panic(p)
+				})
+			})
+			_, f := coreResult(t, d)
+			return f, site
+		}},
+		{"AddErrback", func(t *testing.T, p any) (*Failure, string) {
+			var site string
+			d := Fail[int](errCoreA).AddErrback(func(*Failure) (int, error) {
+				site = coreNextLine()
+				panic(p)
+			})
+			_, f := coreResult(t, d)
+			return f, site
+		}},
+		{"AddBoth on success", func(t *testing.T, p any) (*Failure, string) {
+			var site string
+			d := Succeed(1).AddBoth(func(int, *Failure) (int, error) {
+				site = coreNextLine()
+				panic(p)
+			})
+			_, f := coreResult(t, d)
+			return f, site
+		}},
+		{"AddBoth on failure", func(t *testing.T, p any) (*Failure, string) {
+			var site string
+			d := Fail[int](errCoreA).AddBoth(func(int, *Failure) (int, error) {
+				site = coreNextLine()
+				panic(p)
+			})
+			_, f := coreResult(t, d)
+			return f, site
+		}},
+		{"AddCallbacks callback", func(t *testing.T, p any) (*Failure, string) {
+			var site string
+			d := Succeed(1).AddCallbacks(func(int) (int, error) {
+				site = coreNextLine()
+				panic(p)
+			}, func(f *Failure) (int, error) { return 0, f })
+			_, f := coreResult(t, d)
+			return f, site
+		}},
+		{"AddCallbacks errback", func(t *testing.T, p any) (*Failure, string) {
+			var site string
+			d := Fail[int](errCoreA).AddCallbacks(func(v int) (int, error) { return v, nil },
+				func(*Failure) (int, error) {
+					site = coreNextLine()
+					panic(p)
+				})
+			_, f := coreResult(t, d)
+			return f, site
+		}},
+		{"AddCallbackDeferred", func(t *testing.T, p any) (*Failure, string) {
+			var site string
+			d := Succeed(1).AddCallbackDeferred(func(int) *Deferred[int] {
+				site = coreNextLine()
+				panic(p)
+			})
+			_, f := coreResult(t, d)
+			return f, site
+		}},
+		{"AddErrbackDeferred", func(t *testing.T, p any) (*Failure, string) {
+			var site string
+			d := Fail[int](errCoreA).AddErrbackDeferred(func(*Failure) *Deferred[int] {
+				site = coreNextLine()
+				panic(p)
+			})
+			_, f := coreResult(t, d)
+			return f, site
+		}},
+		{"Then", func(t *testing.T, p any) (*Failure, string) {
+			var site string
+			src := New[int]()
+			u := Then(src, func(int) (string, error) {
+				site = coreNextLine()
+				panic(p)
+			})
+			require.NotPanics(t, func() { assert.NoError(t, src.Callback(1)) })
+			_, f := coreResult(t, u)
+			return f, site
+		}},
+		{"ThenDeferred", func(t *testing.T, p any) (*Failure, string) {
+			var site string
+			u := ThenDeferred(Succeed(1), func(int) *Deferred[string] {
+				site = coreNextLine()
+				panic(p)
+			})
+			_, f := coreResult(t, u)
+			return f, site
+		}},
+		{"Maybe", func(t *testing.T, p any) (*Failure, string) {
+			var site string
+			var d *Deferred[int]
+			require.NotPanics(t, func() {
+				d = Maybe(func() (int, error) {
+					site = coreNextLine()
+					panic(p)
+				})
+			})
+			_, f := coreResult(t, d)
+			return f, site
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := "boom in " + c.name
+			f, site := c.run(t, p)
+			require.NotNil(t, f, "the panic must become the chain's failure")
+			pv, ok := f.PanicValue()
+			assert.True(t, ok)
+			assert.Equal(t, p, pv)
+			assert.Contains(t, f.Error(), p)
+			fn, loc := coreFirstFrame(t, f)
+			assert.Equal(t, site, loc, "first frame must be the panic site; stack:\n%s", f.Stack())
+			assert.True(t, strings.HasPrefix(fn, "github.com/deferred-go/deferred.TestCorePanicInStageBecomesFailure."),
+				"first frame must be the test's function literal, got %q", fn)
+		})
+		t.Run(c.name+" with an error value", func(t *testing.T) {
+			f, _ := c.run(t, errCoreBoom)
+			require.NotNil(t, f)
+			assert.ErrorIs(t, f, errCoreBoom)
+			pv, ok := f.PanicValue()
+			assert.True(t, ok)
+			assert.Equal(t, errCoreBoom, pv)
+		})
+	}
+}
+
+func TestCoreRuntimePanicInStageBecomesFailure(t *testing.T) {
+	var site string
+	var nums []int
+	d := Succeed(3).AddCallback(func(i int) (int, error) {
+		site = coreNextLine()
+		return nums[i], nil // index out of range
+	})
+	_, f := coreResult(t, d)
+	require.NotNil(t, f)
+	pv, ok := f.PanicValue()
+	require.True(t, ok)
+	_, isRuntimeErr := pv.(runtime.Error)
+	assert.True(t, isRuntimeErr, "panic value: %T", pv)
+	var re runtime.Error
+	assert.ErrorAs(t, f, &re)
+	_, loc := coreFirstFrame(t, f)
+	assert.Equal(t, site, loc, "stack:\n%s", f.Stack())
+}
+
+func TestCoreFailureFromErrorIsNotPanic(t *testing.T) {
+	_, f := coreResult(t, Fail[int](errCoreA))
+	require.NotNil(t, f)
+	pv, ok := f.PanicValue()
+	assert.False(t, ok)
+	assert.Nil(t, pv)
+}
+
+// Rule 3: a stage returning a *Deferred pauses the chain.
+
+func TestCoreCallbackDeferredWaitsForInner(t *testing.T) {
+	inner := New[int]()
+	inner.AddCallback(func(v int) (int, error) { return v + 100, nil }) // inner's own chain runs first
+	d := New[int]()
+	var seen []int
+	d.AddCallbackDeferred(func(v int) *Deferred[int] { seen = append(seen, v); return inner })
+	d.AddCallback(func(v int) (int, error) { seen = append(seen, v); return v * 2, nil })
+
+	require.NoError(t, d.Callback(1))
+	assert.Equal(t, []int{1}, seen, "the next stage must wait for the inner Deferred")
+	assert.Contains(t, d.String(), "waiting")
+
+	require.NoError(t, inner.Callback(10))
+	assert.Equal(t, []int{1, 110}, seen)
+	v, f := coreResult(t, d)
+	assert.Nil(t, f)
+	assert.Equal(t, 220, v)
+}
+
+func TestCoreCallbackDeferredInnerFailure(t *testing.T) {
+	inner := New[int]()
+	d := Succeed(1).AddCallbackDeferred(func(int) *Deferred[int] { return inner })
+	cbRan := false
+	d.AddCallback(func(v int) (int, error) { cbRan = true; return v, nil })
+	var got *Failure
+	d.AddErrback(func(f *Failure) (int, error) { got = f; return 0, f })
+	assert.Nil(t, got)
+
+	orig := NewFailure(errCoreA)
+	require.NoError(t, inner.Errback(orig))
+	assert.False(t, cbRan)
+	assert.Same(t, orig, got, "the outer errback gets the inner failure itself")
+	_, f := coreResult(t, d)
+	assert.ErrorIs(t, f, errCoreA)
+}
+
+func TestCoreErrbackDeferred(t *testing.T) {
+	t.Run("inner success recovers", func(t *testing.T) {
+		inner := New[int]()
+		d := New[int]()
+		var gotF *Failure
+		d.AddErrbackDeferred(func(f *Failure) *Deferred[int] { gotF = f; return inner })
+		after := -1
+		d.AddCallback(func(v int) (int, error) { after = v; return v, nil })
+		require.NoError(t, d.Errback(errCoreA))
+		assert.ErrorIs(t, gotF, errCoreA)
+		assert.Equal(t, -1, after, "the chain must wait for the inner Deferred")
+		require.NoError(t, inner.Callback(7))
+		assert.Equal(t, 7, after)
+		v, f := coreResult(t, d)
+		assert.Nil(t, f)
+		assert.Equal(t, 7, v)
+	})
+	t.Run("inner failure keeps failing", func(t *testing.T) {
+		inner := New[int]()
+		d := Fail[int](errCoreA).AddErrbackDeferred(func(*Failure) *Deferred[int] { return inner })
+		require.NoError(t, inner.Errback(errCoreB))
+		_, f := coreResult(t, d)
+		assert.ErrorIs(t, f, errCoreB)
+	})
+	t.Run("skipped on success", func(t *testing.T) {
+		ran := false
+		d := Succeed(4).AddErrbackDeferred(func(*Failure) *Deferred[int] { ran = true; return Succeed(0) })
+		v, f := coreResult(t, d)
+		assert.False(t, ran)
+		assert.Nil(t, f)
+		assert.Equal(t, 4, v)
+	})
+}
+
+// TestCoreMillionNestedDeferreds checks that resolution is iterative: each
+// Deferred waits on the next, and firing the innermost one resolves
+// 1,000,000 levels on a goroutine stack capped at 64 MiB (a recursive
+// implementation dies with a stack overflow).
+func TestCoreMillionNestedDeferreds(t *testing.T) {
+	defer debug.SetMaxStack(debug.SetMaxStack(64 << 20))
+	const n = 1_000_000
+
+	outer := New[int]()
+	got, reached := 0, false
+	cur := outer
+	for i := range n {
+		next := New[int]()
+		cur.AddCallbackDeferred(func(int) *Deferred[int] { return next })
+		if i == 0 {
+			cur.AddCallback(func(v int) (int, error) { got, reached = v, true; return v, nil })
+		}
+		if err := cur.Callback(0); err != nil { // cur now waits on next
+			t.Fatal(err)
+		}
+		cur = next
+	}
+	assert.False(t, reached)
+	assert.Contains(t, outer.String(), "waiting")
+
+	require.NoError(t, cur.Callback(42)) // the innermost fires last
+	require.True(t, reached)
+	assert.Equal(t, 42, got)
+	v, f := coreResult(t, outer)
+	assert.Nil(t, f)
+	assert.Equal(t, 42, v)
+}
+
+// TestCoreMillionStagesReturningFiredDeferreds checks the other shape of
+// the trampoline: one chain of 1,000,000 stages, each returning an
+// already-fired Deferred.
+func TestCoreMillionStagesReturningFiredDeferreds(t *testing.T) {
+	defer debug.SetMaxStack(debug.SetMaxStack(64 << 20))
+	const n = 1_000_000
+
+	d := New[int]()
+	step := func(v int) *Deferred[int] { return Succeed(v + 1) }
+	for range n {
+		d.AddCallbackDeferred(step)
+	}
+	require.NoError(t, d.Callback(0))
+	v, f := coreResult(t, d)
+	assert.Nil(t, f)
+	assert.Equal(t, n, v)
+}
+
+func TestCoreStageReturningNilDeferredFails(t *testing.T) {
+	t.Run("AddCallbackDeferred", func(t *testing.T) {
+		cbRan := false
+		d := Succeed(1).
+			AddCallbackDeferred(func(int) *Deferred[int] { return nil }).
+			AddCallback(func(v int) (int, error) { cbRan = true; return v, nil })
+		_, f := coreResult(t, d)
+		assert.False(t, cbRan)
+		require.NotNil(t, f)
+		assert.True(t, strings.HasPrefix(f.Error(), "deferred: "), f.Error())
+		assert.Contains(t, f.Error(), "nil *Deferred")
+	})
+	t.Run("AddErrbackDeferred", func(t *testing.T) {
+		d := Fail[int](errCoreA).AddErrbackDeferred(func(*Failure) *Deferred[int] { return nil })
+		_, f := coreResult(t, d)
+		require.NotNil(t, f)
+		assert.True(t, strings.HasPrefix(f.Error(), "deferred: "), f.Error())
+		assert.Contains(t, f.Error(), "nil *Deferred")
+	})
+}
+
+// TestCoreStageReturningOwnDeferredFails: Twisted 22.4 only warns
+// ("Callback returned the Deferred it was attached to") and the chain hangs
+// for ever; we fail it instead.
+func TestCoreStageReturningOwnDeferredFails(t *testing.T) {
+	t.Run("before firing", func(t *testing.T) {
+		d := New[int]()
+		d.AddCallbackDeferred(func(int) *Deferred[int] { return d })
+		require.NoError(t, d.Callback(1))
+		_, f := coreResult(t, d)
+		require.NotNil(t, f)
+		assert.True(t, strings.HasPrefix(f.Error(), "deferred: "), f.Error())
+		assert.Contains(t, f.Error(), "Deferred it belongs to")
+	})
+	t.Run("after firing", func(t *testing.T) {
+		d := Succeed(1)
+		d.AddCallbackDeferred(func(int) *Deferred[int] { return d })
+		_, f := coreResult(t, d)
+		require.NotNil(t, f)
+		assert.Contains(t, f.Error(), "Deferred it belongs to")
+	})
+}
+
+// Rule 4: a Deferred fires once.
+
+func TestCoreSecondFireErrorsAndChangesNothing(t *testing.T) {
+	t.Run("Callback then Callback or Errback", func(t *testing.T) {
+		d := New[int]()
+		runs := 0
+		d.AddCallback(func(v int) (int, error) { runs++; return v, nil })
+		require.NoError(t, d.Callback(1))
+		assert.ErrorIs(t, d.Callback(2), ErrAlreadyCalled)
+		assert.ErrorIs(t, d.Errback(errCoreA), ErrAlreadyCalled)
+		assert.Equal(t, 1, runs, "no stage may run again")
+		v, f := coreResult(t, d)
+		assert.Nil(t, f)
+		assert.Equal(t, 1, v)
+	})
+	t.Run("Errback then Callback or Errback", func(t *testing.T) {
+		d := New[int]()
+		runs := 0
+		d.AddErrback(func(f *Failure) (int, error) { runs++; return 0, f })
+		require.NoError(t, d.Errback(errCoreA))
+		assert.ErrorIs(t, d.Callback(2), ErrAlreadyCalled)
+		assert.ErrorIs(t, d.Errback(errCoreB), ErrAlreadyCalled)
+		assert.Equal(t, 1, runs)
+		_, f := coreResult(t, d)
+		assert.ErrorIs(t, f, errCoreA)
+		assert.NotErrorIs(t, f, errCoreB)
+	})
+	t.Run("Succeed and Fail are fired", func(t *testing.T) {
+		assert.ErrorIs(t, Succeed(1).Callback(2), ErrAlreadyCalled)
+		d := Fail[int](errCoreA)
+		assert.ErrorIs(t, d.Errback(errCoreB), ErrAlreadyCalled)
+		coreResult(t, d)
+	})
+}
+
+// TestCoreFireAfterCancelIsSwallowedOnce matches Twisted 22.4: after cancel()
+// on a Deferred without canceller, the first callback() passes silently and
+// the second raises AlreadyCalledError.
+func TestCoreFireAfterCancelIsSwallowedOnce(t *testing.T) {
+	for _, name := range []string{"Callback", "Errback"} {
+		t.Run(name, func(t *testing.T) {
+			d := New[int]()
+			d.Cancel()
+			fire := func() error {
+				if name == "Callback" {
+					return d.Callback(5)
+				}
+				return d.Errback(errCoreA)
+			}
+			assert.NoError(t, fire(), "the first fire after Cancel is swallowed")
+			assert.ErrorIs(t, fire(), ErrAlreadyCalled, "the second one is not")
+			_, f := coreResult(t, d)
+			assert.ErrorIs(t, f, ErrCancelled, "the swallowed fire changes nothing")
+			assert.NotErrorIs(t, f, errCoreA)
+		})
+	}
+}
+
+func TestCoreErrbackNilFails(t *testing.T) {
+	d := New[int]()
+	cbRan := false
+	d.AddCallback(func(v int) (int, error) { cbRan = true; return v, nil })
+	require.NoError(t, d.Errback(nil))
+	assert.False(t, cbRan, "Errback(nil) must never read as success")
+	_, f := coreResult(t, d)
+	require.NotNil(t, f)
+	assert.ErrorIs(t, f, ErrNilError)
+
+	_, f = coreResult(t, Fail[int](nil))
+	assert.ErrorIs(t, f, ErrNilError)
+}
+
+func TestCoreDebuggingShowsCreationAndFirstFire(t *testing.T) {
+	SetDebugging(true)
+	t.Cleanup(func() { SetDebugging(false) })
+
+	created := coreNextLine()
+	d := New[int]()
+	fired := coreNextLine()
+	require.NoError(t, d.Callback(1))
+
+	err := d.Callback(2)
+	require.ErrorIs(t, err, ErrAlreadyCalled)
+	msg := err.Error()
+	assert.Contains(t, msg, "TestCoreDebuggingShowsCreationAndFirstFire")
+	assert.Contains(t, msg, created, "creation site")
+	assert.Contains(t, msg, fired, "first firing site")
+	assert.Less(t, strings.Index(msg, created), strings.Index(msg, fired))
+
+	err = d.Errback(errCoreA)
+	require.ErrorIs(t, err, ErrAlreadyCalled)
+	assert.Contains(t, err.Error(), fired)
+
+	SetDebugging(false)
+	plain := New[int]()
+	require.NoError(t, plain.Callback(1))
+	assert.Equal(t, ErrAlreadyCalled.Error(), plain.Callback(2).Error(), "no sites without debugging")
+}
+
+// Rule 5: Cancel.
+
+func TestCoreCancelWithoutCanceller(t *testing.T) {
+	d := New[int]()
+	assert.False(t, d.Called())
+	d.Cancel()
+	assert.True(t, d.Called())
+	_, f := coreResult(t, d)
+	require.NotNil(t, f)
+	assert.ErrorIs(t, f, ErrCancelled)
+}
+
+func TestCoreCancellerThatDoesNotFire(t *testing.T) {
+	calls := 0
+	d := NewWithCanceller(func(*Deferred[int]) { calls++ })
+	d.Cancel()
+	assert.Equal(t, 1, calls)
+	// Twisted 22.4 (checked): with a canceller that did not fire, cancel()
+	// does not set _suppressAlreadyCalled, so a later callback() raises
+	// AlreadyCalledError.
+	assert.ErrorIs(t, d.Callback(1), ErrAlreadyCalled)
+	_, f := coreResult(t, d)
+	require.NotNil(t, f)
+	assert.ErrorIs(t, f, ErrCancelled)
+}
+
+func TestCoreCancellerThatFiresWins(t *testing.T) {
+	t.Run("value", func(t *testing.T) {
+		d := NewWithCanceller(func(d *Deferred[int]) { assert.NoError(t, d.Callback(9)) })
+		d.Cancel()
+		// The canceller fired d, so nothing is suppressed.
+		assert.ErrorIs(t, d.Callback(1), ErrAlreadyCalled)
+		v, f := coreResult(t, d)
+		assert.Nil(t, f)
+		assert.Equal(t, 9, v)
+	})
+	t.Run("failure", func(t *testing.T) {
+		d := NewWithCanceller(func(d *Deferred[int]) { assert.NoError(t, d.Errback(errCoreB)) })
+		d.Cancel()
+		_, f := coreResult(t, d)
+		require.NotNil(t, f)
+		assert.ErrorIs(t, f, errCoreB)
+		assert.NotErrorIs(t, f, ErrCancelled)
+	})
+}
+
+// TestCoreCancellerRunsAtMostOnce: in Twisted 22.4 a canceller that calls
+// cancel() again recurses until RecursionError; the contract here is at
+// most one run.
+func TestCoreCancellerRunsAtMostOnce(t *testing.T) {
+	t.Run("Cancel twice", func(t *testing.T) {
+		calls := 0
+		d := NewWithCanceller(func(*Deferred[int]) { calls++ })
+		d.Cancel()
+		d.Cancel()
+		assert.Equal(t, 1, calls)
+		_, f := coreResult(t, d)
+		assert.ErrorIs(t, f, ErrCancelled)
+	})
+	t.Run("re-entrant Cancel", func(t *testing.T) {
+		calls := 0
+		d := NewWithCanceller(func(d *Deferred[int]) {
+			calls++
+			d.Cancel()
+		})
+		d.Cancel()
+		assert.Equal(t, 1, calls)
+		// The canceller did not fire d itself: as in the plain case, the
+		// producer is expected to be stopped, so nothing is suppressed.
+		assert.ErrorIs(t, d.Callback(1), ErrAlreadyCalled)
+		_, f := coreResult(t, d)
+		assert.ErrorIs(t, f, ErrCancelled)
+	})
+	t.Run("concurrent Cancel", func(t *testing.T) {
+		var mu sync.Mutex
+		calls := 0
+		d := NewWithCanceller(func(*Deferred[int]) { mu.Lock(); calls++; mu.Unlock() })
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(d.Cancel)
+		}
+		wg.Wait()
+		assert.Equal(t, 1, calls)
+		_, f := coreResult(t, d)
+		assert.ErrorIs(t, f, ErrCancelled)
+	})
+}
+
+type coreToken struct{ buf [64]byte }
+
+// coreWithTrackedCanceller returns a Deferred whose canceller holds the
+// only strong reference to an object, and a weak pointer to that object.
+//
+//go:noinline
+func coreWithTrackedCanceller() (*Deferred[int], weak.Pointer[coreToken]) {
+	tok := new(coreToken)
+	wp := weak.Make(tok)
+	d := NewWithCanceller(func(*Deferred[int]) { runtime.KeepAlive(tok) })
+	return d, wp
+}
+
+// coreCollected runs the collector until wp's object is gone, a few times
+// at most, and reports whether it is.
+func coreCollected(wp weak.Pointer[coreToken]) bool {
+	for range 5 {
+		runtime.GC()
+		if wp.Value() == nil {
+			return true
+		}
+	}
+	return false
+}
+
+func TestCoreCancellerDroppedOnFire(t *testing.T) {
+	d, wp := coreWithTrackedCanceller()
+	runtime.GC()
+	require.NotNil(t, wp.Value(), "control: a pending Deferred keeps its canceller")
+
+	require.NoError(t, d.Callback(1))
+	assert.True(t, coreCollected(wp), "the canceller must be dropped once the Deferred fires")
+	assert.True(t, d.Called()) // d is still alive here
+	runtime.KeepAlive(d)
+	coreResult(t, d)
+}
+
+func TestCoreCancelFiredDeferredDoesNothing(t *testing.T) {
+	calls := 0
+	d := NewWithCanceller(func(*Deferred[int]) { calls++ })
+	require.NoError(t, d.Callback(3))
+	d.Cancel()
+	assert.Equal(t, 0, calls)
+	v, f := coreResult(t, d)
+	assert.Nil(t, f)
+	assert.Equal(t, 3, v)
+
+	s := Succeed("x")
+	s.Cancel()
+	sv, sf := coreResult(t, s)
+	assert.Nil(t, sf)
+	assert.Equal(t, "x", sv)
+}
+
+func TestCoreCancelWaitingCancelsInner(t *testing.T) {
+	innerCalls := 0
+	inner := NewWithCanceller(func(*Deferred[int]) { innerCalls++ })
+	var innerF *Failure
+	inner.AddErrback(func(f *Failure) (int, error) { innerF = f; return 0, f })
+	outerCalls := 0
+	outer := NewWithCanceller(func(*Deferred[int]) { outerCalls++ })
+	outer.AddCallbackDeferred(func(int) *Deferred[int] { return inner })
+	require.NoError(t, outer.Callback(1))
+
+	outer.Cancel()
+	assert.Equal(t, 0, outerCalls, "outer fired already: its own canceller is not called")
+	assert.Equal(t, 1, innerCalls)
+	assert.True(t, inner.Called())
+	_, f := coreResult(t, outer)
+	require.NotNil(t, f)
+	assert.ErrorIs(t, f, ErrCancelled)
+	assert.Same(t, innerF, f, "outer goes on with the inner Deferred's failure")
+}
+
+func TestCorePanickingCanceller(t *testing.T) {
+	var site string
+	d := NewWithCanceller(func(*Deferred[int]) {
+		site = coreNextLine()
+		panic("canceller boom")
+	})
+	require.NotPanics(t, d.Cancel)
+	assert.True(t, d.Called())
+	_, f := coreResult(t, d)
+	require.NotNil(t, f)
+	pv, ok := f.PanicValue()
+	assert.True(t, ok)
+	assert.Equal(t, "canceller boom", pv)
+	_, loc := coreFirstFrame(t, f)
+	assert.Equal(t, site, loc, "stack:\n%s", f.Stack())
+}
+
+// Rule 5b: Pause and Unpause.
+
+func TestCorePauseCounts(t *testing.T) {
+	t.Run("fired", func(t *testing.T) {
+		d := Succeed(1)
+		d.Pause()
+		d.Pause()
+		ran := false
+		d.AddCallback(func(v int) (int, error) { ran = true; return v, nil })
+		assert.False(t, ran)
+		assert.Contains(t, d.String(), "paused")
+		d.Unpause()
+		assert.False(t, ran, "two Pauses need two Unpauses")
+		d.Unpause()
+		assert.True(t, ran)
+		coreResult(t, d)
+	})
+	t.Run("pending", func(t *testing.T) {
+		d := New[int]()
+		d.Pause()
+		d.Pause()
+		ran := false
+		d.AddCallback(func(v int) (int, error) { ran = true; return v, nil })
+		require.NoError(t, d.Callback(1))
+		assert.False(t, ran)
+		d.Unpause()
+		assert.False(t, ran)
+		d.Unpause()
+		assert.True(t, ran)
+		coreResult(t, d)
+	})
+}
+
+// TestCoreUnpauseWithoutPause: Twisted 22.4 counts below zero here
+// (paused == -2) and the chain never runs; we ignore the extra Unpauses.
+func TestCoreUnpauseWithoutPause(t *testing.T) {
+	for _, fired := range []bool{false, true} {
+		t.Run(fmt.Sprint("fired=", fired), func(t *testing.T) {
+			d := New[int]()
+			if fired {
+				require.NoError(t, d.Callback(1))
+			}
+			d.Unpause()
+			d.Unpause()
+			d.Pause()
+			ran := false
+			d.AddCallback(func(v int) (int, error) { ran = true; return v, nil })
+			if !fired {
+				require.NoError(t, d.Callback(1))
+			}
+			assert.False(t, ran, "one Pause still pauses after extra Unpauses")
+			d.Unpause()
+			assert.True(t, ran)
+			coreResult(t, d)
+		})
+	}
+}
+
+func TestCorePausedInnerKeepsOuterWaiting(t *testing.T) {
+	inner := Succeed(5)
+	inner.Pause()
+	outer := Succeed(0)
+	got := -1
+	outer.AddCallbackDeferred(func(int) *Deferred[int] { return inner })
+	outer.AddCallback(func(v int) (int, error) { got = v; return v, nil })
+	assert.Contains(t, outer.String(), "waiting")
+	assert.Equal(t, -1, got)
+
+	inner.Unpause()
+	assert.Equal(t, 5, got)
+	assert.NotContains(t, outer.String(), "waiting")
+	coreResult(t, outer)
+}
+
+// Constructors and Called.
+
+func TestCoreSucceedFail(t *testing.T) {
+	s := Succeed("hi")
+	assert.True(t, s.Called())
+	v, f := coreResult(t, s)
+	assert.Nil(t, f)
+	assert.Equal(t, "hi", v)
+
+	fl := Fail[string](errCoreA)
+	assert.True(t, fl.Called())
+	_, f = coreResult(t, fl)
+	require.NotNil(t, f)
+	assert.ErrorIs(t, f, errCoreA)
+
+	orig := NewFailure(errCoreB)
+	_, f = coreResult(t, Fail[string](orig))
+	assert.Same(t, orig, f, "Fail keeps a *Failure as is")
+}
+
+func TestCoreMaybe(t *testing.T) {
+	calledNow := false
+	d := Maybe(func() (int, error) { calledNow = true; return 8, nil })
+	assert.True(t, calledNow, "Maybe calls f at once")
+	assert.True(t, d.Called())
+	v, f := coreResult(t, d)
+	assert.Nil(t, f)
+	assert.Equal(t, 8, v)
+
+	_, f = coreResult(t, Maybe(func() (int, error) { return 1, errCoreA }))
+	require.NotNil(t, f)
+	assert.ErrorIs(t, f, errCoreA)
+
+	_, f = coreResult(t, Maybe(func() (int, error) { panic("maybe boom") }))
+	require.NotNil(t, f)
+	pv, ok := f.PanicValue()
+	assert.True(t, ok)
+	assert.Equal(t, "maybe boom", pv)
+}
+
+func TestCoreNewWithNilCancellerIsNew(t *testing.T) {
+	for name, mk := range map[string]func() *Deferred[int]{
+		"New":                   New[int],
+		"NewWithCanceller(nil)": func() *Deferred[int] { return NewWithCanceller[int](nil) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			d := mk()
+			assert.False(t, d.Called())
+			d.Cancel()
+			assert.True(t, d.Called())
+			// Like New: no canceller, so the producer's first fire is swallowed.
+			assert.NoError(t, d.Callback(1))
+			assert.ErrorIs(t, d.Callback(1), ErrAlreadyCalled)
+			_, f := coreResult(t, d)
+			assert.ErrorIs(t, f, ErrCancelled)
+		})
+	}
+}
+
+func TestCoreCalled(t *testing.T) {
+	d := New[int]()
+	assert.False(t, d.Called())
+	d.AddCallback(func(v int) (int, error) { return v, nil })
+	assert.False(t, d.Called(), "adding stages does not fire")
+	require.NoError(t, d.Callback(1))
+	assert.True(t, d.Called())
+
+	e := New[int]()
+	require.NoError(t, e.Errback(errCoreA))
+	assert.True(t, e.Called())
+	coreResult(t, e)
+
+	w := New[int]()
+	inner := New[int]()
+	w.AddCallbackDeferred(func(int) *Deferred[int] { return inner })
+	require.NoError(t, w.Callback(1))
+	assert.True(t, w.Called(), "a Deferred waiting on another has fired")
+	require.NoError(t, inner.Callback(2))
+	coreResult(t, w)
+}
+
+// Misuse panics.
+
+func TestCoreMisusePanics(t *testing.T) {
+	cb := func(v int) (int, error) { return v, nil }
+	eb := func(f *Failure) (int, error) { return 0, f }
+	cases := []struct {
+		method string
+		call   func(d *Deferred[int])
+	}{
+		{"AddCallback", func(d *Deferred[int]) { d.AddCallback(nil) }},
+		{"AddErrback", func(d *Deferred[int]) { d.AddErrback(nil) }},
+		{"AddCallbacks", func(d *Deferred[int]) { d.AddCallbacks(nil, eb) }},
+		{"AddCallbacks", func(d *Deferred[int]) { d.AddCallbacks(cb, nil) }},
+		{"AddBoth", func(d *Deferred[int]) { d.AddBoth(nil) }},
+		{"AddCallbackDeferred", func(d *Deferred[int]) { d.AddCallbackDeferred(nil) }},
+		{"AddErrbackDeferred", func(d *Deferred[int]) { d.AddErrbackDeferred(nil) }},
+		{"Chain", func(d *Deferred[int]) { d.Chain(nil) }},
+		{"Chain", func(d *Deferred[int]) { d.Chain(d) }},
+		{"Maybe", func(*Deferred[int]) { Maybe[int](nil) }},
+	}
+	for i, c := range cases {
+		t.Run(fmt.Sprint(i, "_", c.method), func(t *testing.T) {
+			d := New[int]()
+			var msg any
+			func() {
+				defer func() { msg = recover() }()
+				c.call(d)
+			}()
+			s, ok := msg.(string)
+			if !ok {
+				if err, isErr := msg.(error); isErr {
+					s, ok = err.Error(), true
+				}
+			}
+			require.True(t, ok, "must panic with a message, got %#v", msg)
+			assert.True(t, strings.HasPrefix(s, "deferred: "), s)
+			assert.Contains(t, s, c.method)
+			// The misuse added nothing: d still works.
+			require.NoError(t, d.Callback(2))
+			v, f := coreResult(t, d)
+			assert.Nil(t, f)
+			assert.Equal(t, 2, v)
+		})
+	}
+}
