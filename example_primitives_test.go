@@ -1,0 +1,97 @@
+package deferred_test
+
+import (
+	"fmt"
+
+	"github.com/deferred-go/deferred"
+)
+
+func ExampleLock() {
+	var lock deferred.Lock // the zero Lock is unlocked
+
+	lock.Acquire().AddCallback(func(l *deferred.Lock) (*deferred.Lock, error) {
+		fmt.Println("first holder")
+		return l, nil
+	})
+	// The lock is held: this Acquire waits for the Release below.
+	lock.Acquire().AddCallback(func(l *deferred.Lock) (*deferred.Lock, error) {
+		fmt.Println("second holder")
+		l.Release()
+		return l, nil
+	})
+	fmt.Println("releasing")
+	lock.Release()
+
+	// RunLocked releases the lock once f's Deferred settles.
+	done := deferred.RunLocked(&lock, func() *deferred.Deferred[string] {
+		return deferred.Succeed("ran under the lock")
+	})
+	done.AddCallback(func(s string) (string, error) {
+		fmt.Println(s, "- locked now:", lock.Locked())
+		return s, nil
+	})
+	// Output:
+	// first holder
+	// releasing
+	// second holder
+	// ran under the lock - locked now: false
+}
+
+func ExampleSemaphore() {
+	sem := deferred.NewSemaphore(2) // at most two jobs at once
+
+	jobs := make([]*deferred.Deferred[string], 4)
+	for i := range jobs {
+		deferred.RunLimited(sem, func() *deferred.Deferred[string] {
+			fmt.Println("start", i)
+			jobs[i] = deferred.New[string]()
+			return jobs[i]
+		}).AddCallback(func(s string) (string, error) {
+			fmt.Println("done", s)
+			return s, nil
+		})
+	}
+	// Jobs 0 and 1 run. A finished job gives its token back (and the next
+	// waiting job starts) before its own callbacks see the result.
+	_ = jobs[1].Callback("job 1")
+	_ = jobs[0].Callback("job 0")
+	_ = jobs[2].Callback("job 2")
+	_ = jobs[3].Callback("job 3")
+	fmt.Println("free tokens:", sem.Tokens())
+	// Output:
+	// start 0
+	// start 1
+	// start 2
+	// done job 1
+	// start 3
+	// done job 0
+	// done job 2
+	// done job 3
+	// free tokens: 2
+}
+
+func ExampleQueue() {
+	q := deferred.NewQueue[string](2, 0) // stores at most 2 values; any number of Gets may wait
+
+	// Nothing stored yet: the Get waits for a Put.
+	q.Get().AddCallback(func(s string) (string, error) {
+		fmt.Println("got", s)
+		return s, nil
+	})
+	_ = q.Put("a") // goes straight to the waiting Get
+	_ = q.Put("b") // stored
+	_ = q.Put("c") // stored
+	if err := q.Put("d"); err != nil {
+		fmt.Println("put d:", err)
+	}
+	q.Get().AddCallback(func(s string) (string, error) {
+		fmt.Println("got", s, "at once")
+		return s, nil
+	})
+	fmt.Println("still stored:", q.Len())
+	// Output:
+	// got a
+	// put d: deferred: queue full
+	// got b at once
+	// still stored: 1
+}

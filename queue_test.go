@@ -1,0 +1,330 @@
+package deferred
+
+import (
+	"errors"
+	"runtime"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestQueueGetFiresAtOnceWithStoredValuesInOrder(t *testing.T) {
+	q := NewQueue[int](0, 0)
+	for i := range 20 {
+		require.NoError(t, q.Put(i))
+	}
+	assert.Equal(t, 20, q.Len())
+	for i := range 20 {
+		o := primWatch(q.Get())
+		require.True(t, o.fired, "a stored value fires Get at once")
+		assert.Equal(t, i, o.v)
+	}
+	assert.Equal(t, 0, q.Len())
+}
+
+func TestQueuePutGoesToWaitingGetsFIFO(t *testing.T) {
+	q := NewQueue[string](0, 0)
+	outs := make([]*primOutcome[string], 3)
+	for i := range outs {
+		outs[i] = primWatch(q.Get())
+		assert.False(t, outs[i].fired)
+	}
+	assert.Equal(t, 3, q.Waiting())
+	for _, v := range []string{"a", "b", "c"} {
+		require.NoError(t, q.Put(v))
+	}
+	for i, want := range []string{"a", "b", "c"} {
+		require.True(t, outs[i].fired, "Put fires the waiting Get on the putting goroutine")
+		assert.Equal(t, want, outs[i].v)
+	}
+	assert.Equal(t, 0, q.Len(), "handed-over values are not stored")
+	assert.Equal(t, 0, q.Waiting())
+}
+
+func TestQueueZeroValueAndNonPositiveLimitsAreUnlimited(t *testing.T) {
+	for name, q := range map[string]*Queue[int]{
+		"zero":     new(Queue[int]),
+		"0,0":      NewQueue[int](0, 0),
+		"negative": NewQueue[int](-1, -5),
+	} {
+		for i := range 1000 {
+			require.NoError(t, q.Put(i), name)
+		}
+		assert.Equal(t, 1000, q.Len(), name)
+		for i := range 1000 {
+			assert.Equal(t, i, primWatch(q.Get()).v, name)
+		}
+		for range 1000 {
+			o := primWatch(q.Get())
+			require.False(t, o.fired, "%s: an unlimited backlog lets every Get wait", name)
+		}
+		assert.Equal(t, 1000, q.Waiting(), name)
+	}
+}
+
+func TestQueuePutOverSizeFailsWithErrQueueFull(t *testing.T) {
+	q := NewQueue[int](2, 0)
+	require.NoError(t, q.Put(1))
+	require.NoError(t, q.Put(2))
+	err := q.Put(3)
+	require.ErrorIs(t, err, ErrQueueFull)
+	assert.Equal(t, 2, q.Len(), "the refused value is not stored")
+	assert.Equal(t, 1, primWatch(q.Get()).v)
+	require.NoError(t, q.Put(3), "room again after a Get")
+	assert.Equal(t, 2, primWatch(q.Get()).v)
+	assert.Equal(t, 3, primWatch(q.Get()).v)
+}
+
+func TestQueuePutWithWaitingGetIgnoresSize(t *testing.T) {
+	// Twisted: a waiting Get takes the value before size is checked.
+	q := NewQueue[int](1, 0)
+	o := primWatch(q.Get())
+	require.NoError(t, q.Put(1))
+	assert.Equal(t, 1, o.v)
+	require.NoError(t, q.Put(2))
+	assert.ErrorIs(t, q.Put(3), ErrQueueFull)
+}
+
+func TestQueueGetOverBacklogFailsWithErrQueueBacklog(t *testing.T) {
+	q := NewQueue[int](0, 2)
+	o1 := primWatch(q.Get())
+	o2 := primWatch(q.Get())
+	o3 := primWatch(q.Get())
+	require.True(t, o3.fired, "the Get over the backlog has already failed")
+	require.NotNil(t, o3.f)
+	assert.ErrorIs(t, o3.f, ErrQueueBacklog)
+	assert.Equal(t, 2, q.Waiting(), "the refused Get does not wait")
+	require.NoError(t, q.Put(1))
+	require.NoError(t, q.Put(2))
+	assert.Equal(t, 1, o1.v)
+	assert.Equal(t, 2, o2.v)
+
+	require.NoError(t, q.Put(3))
+	assert.Equal(t, 3, primWatch(q.Get()).v, "a stored value is served whatever the backlog")
+}
+
+func TestQueueCancelPendingGetRemovesIt(t *testing.T) {
+	q := NewQueue[int](0, 2)
+	d1 := q.Get()
+	o1 := primWatch(d1)
+	o2 := primWatch(q.Get())
+	d1.Cancel()
+	require.True(t, o1.fired)
+	assert.ErrorIs(t, o1.f, ErrCancelled)
+	assert.Equal(t, 1, q.Waiting())
+
+	o3 := primWatch(q.Get())
+	assert.False(t, o3.fired, "the cancelled Get freed its backlog slot")
+
+	require.NoError(t, q.Put(10))
+	assert.Equal(t, 10, o2.v, "the value goes to the next waiter")
+	require.NoError(t, q.Put(11))
+	assert.Equal(t, 11, o3.v)
+}
+
+func TestQueueCancelOnlyGetThenPutStores(t *testing.T) {
+	q := NewQueue[int](0, 0)
+	d := q.Get()
+	d.Cancel()
+	require.NoError(t, q.Put(5))
+	assert.Equal(t, 1, q.Len(), "no waiter left: the value is stored")
+	assert.Equal(t, 5, primWatch(q.Get()).v)
+}
+
+func TestQueueCancelFiredGetDoesNothing(t *testing.T) {
+	q := NewQueue[int](0, 0)
+	require.NoError(t, q.Put(1))
+	d := q.Get()
+	d.Cancel()
+	o := primWatch(d)
+	require.True(t, o.fired)
+	assert.Nil(t, o.f)
+	assert.Equal(t, 1, o.v)
+	assert.Equal(t, 0, q.Len(), "the value is not put back")
+}
+
+func TestQueueGetInsideHandOffQueuesBehindWaiters(t *testing.T) {
+	// w1's callback puts a value and makes a new Get: the value belongs to
+	// w2, which waited first.
+	q := NewQueue[string](0, 0)
+	var w3 *primOutcome[string]
+	q.Get().AddCallback(func(v string) (string, error) {
+		assert.NoError(t, q.Put("b"))
+		w3 = primWatch(q.Get())
+		return v, nil
+	})
+	w2 := primWatch(q.Get())
+	require.NoError(t, q.Put("a"))
+	assert.Equal(t, "b", w2.v)
+	require.NotNil(t, w3)
+	assert.False(t, w3.fired)
+	assert.Equal(t, 1, q.Waiting())
+}
+
+func TestQueueSizeCountsOnlyValuesNotPromisedToGets(t *testing.T) {
+	// Inside a hand-off, stored values that waiting Gets will take do not
+	// make the queue full.
+	q := NewQueue[int](1, 0)
+	var errs []error
+	q.Get().AddCallback(func(v int) (int, error) {
+		errs = append(errs, q.Put(100), q.Put(101), q.Put(102))
+		return v, nil
+	})
+	w2 := primWatch(q.Get())
+	require.NoError(t, q.Put(0))
+	require.Len(t, errs, 3)
+	assert.NoError(t, errs[0], "100 goes to the waiting w2")
+	assert.NoError(t, errs[1], "101 is stored: size 1")
+	assert.ErrorIs(t, errs[2], ErrQueueFull)
+	assert.Equal(t, 100, w2.v)
+	assert.Equal(t, 1, q.Len())
+	assert.Equal(t, 101, primWatch(q.Get()).v)
+}
+
+func TestQueueWaiterFiredElsewhereLosesNoValue(t *testing.T) {
+	// A waiting Get fired by someone else (or cancelled just as Put takes
+	// it off the list) cannot take the value: it goes to the next Get, or
+	// is stored, ahead of later values.
+	q := NewQueue[int](0, 0)
+	d := q.Get()
+	require.NoError(t, d.Callback(-1))
+	o := primWatch(q.Get())
+	require.NoError(t, q.Put(1))
+	assert.Equal(t, 1, o.v, "the value skips the fired waiter")
+
+	d2 := q.Get()
+	require.NoError(t, d2.Callback(-2))
+	require.NoError(t, q.Put(2))
+	require.NoError(t, q.Put(3))
+	assert.Equal(t, 2, q.Len())
+	assert.Equal(t, 2, primWatch(q.Get()).v, "the returned value keeps its place")
+	assert.Equal(t, 3, primWatch(q.Get()).v)
+}
+
+func TestQueueRingMatchesSliceModel(t *testing.T) {
+	var r valueRing[int]
+	var model []int
+	next := 0
+	// A fixed pseudo-random walk through growth, wrap-around and shrinking.
+	seed := uint32(1)
+	for step := range 20000 {
+		seed = seed*1664525 + 1013904223
+		op := seed >> 29 // 0..7
+		if step > 15000 {
+			op = 7 // drain: exercise shrinking
+		}
+		switch {
+		case op < 3:
+			r.pushBack(next)
+			model = append(model, next)
+			next++
+		case op < 5:
+			r.pushFront(next)
+			model = append([]int{next}, model...)
+			next++
+		default:
+			if len(model) == 0 {
+				continue
+			}
+			got := r.popFront()
+			if got != model[0] {
+				t.Fatalf("step %d: popFront = %d, want %d", step, got, model[0])
+			}
+			model = model[1:]
+		}
+		require.Equal(t, len(model), r.len())
+	}
+	assert.LessOrEqual(t, len(r.buf), 64, "the drained ring gave its memory back")
+}
+
+func TestQueueHandOffToManyPuttingGetsDoesNotGrowStack(t *testing.T) {
+	primSmallStack(t)
+	q := NewQueue[int](0, 0)
+	var got []int
+	for range primManyWaiters {
+		q.Get().AddCallback(func(v int) (int, error) {
+			got = append(got, v)
+			return v, q.Put(v + 1) // hands the next value to the next waiter
+		})
+	}
+	require.NoError(t, q.Put(0))
+	require.Len(t, got, primManyWaiters)
+	for i, v := range got {
+		if v != i {
+			t.Fatalf("waiter %d got %d", i, v)
+		}
+	}
+	assert.Equal(t, 0, q.Waiting())
+	assert.Equal(t, 1, q.Len(), "the last waiter's Put is stored")
+	assert.Equal(t, primManyWaiters, primWatch(q.Get()).v)
+}
+
+func TestQueueConcurrentPutGetDeliversEachValueOnce(t *testing.T) {
+	const producers, consumers, perProducer = 8, 8, 500
+	const total = producers * perProducer
+	q := NewQueue[int](16, 0)
+
+	var pwg sync.WaitGroup
+	for p := range producers {
+		pwg.Add(1)
+		go func() {
+			defer pwg.Done()
+			for i := range perProducer {
+				v := p*perProducer + i
+				for {
+					err := q.Put(v)
+					if err == nil {
+						break
+					}
+					if !errors.Is(err, ErrQueueFull) {
+						t.Errorf("Put: %v", err)
+						return
+					}
+					runtime.Gosched() // full: let a consumer take one
+				}
+			}
+		}()
+	}
+
+	received := make(chan int, total)
+	var cwg sync.WaitGroup
+	for c := range consumers {
+		cwg.Add(1)
+		go func() {
+			defer cwg.Done()
+			for got, tries := 0, 0; got < total/consumers; tries++ {
+				d := q.Get()
+				if (c+tries)%6 == 0 {
+					d.Cancel() // pending: withdrawn; already fired: keeps its value
+				}
+				v, f := primWait(t, d)
+				if f != nil {
+					if !errors.Is(f, ErrCancelled) {
+						t.Errorf("Get: %v", f)
+						return
+					}
+					continue
+				}
+				received <- v
+				got++
+			}
+		}()
+	}
+	pwg.Wait()
+	cwg.Wait()
+	close(received)
+
+	seen := make([]int, total)
+	for v := range received {
+		seen[v]++
+	}
+	for v, n := range seen {
+		if n != 1 {
+			t.Errorf("value %d delivered %d times", v, n)
+		}
+	}
+	assert.Equal(t, 0, q.Len(), "nothing left behind")
+	assert.Equal(t, 0, q.Waiting())
+}
