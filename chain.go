@@ -67,6 +67,11 @@ func (d *Deferred[T]) runnable() bool {
 func (d *Deferred[T]) step() (next, resume node) {
 	d.mu.Lock()
 	if !d.runnable() {
+		// Nothing to run: a failure held here is unhandled until a stage
+		// comes for it.
+		if d.called && !d.running && d.failure != nil && d.waiting == nil && !d.cleanupArmed {
+			d.armCleanup()
+		}
 		d.mu.Unlock()
 		return nil, nil
 	}
@@ -140,7 +145,7 @@ func (d *Deferred[T]) step() (next, resume node) {
 			return h(v, f), nil
 		}
 	}
-	if d.failure != nil && d.paused == 0 && !d.cleanupArmed {
+	if d.failure != nil && !d.cleanupArmed {
 		d.armCleanup()
 	}
 	d.running = false

@@ -1,0 +1,390 @@
+package deferred
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"unsafe"
+)
+
+// This file holds the combinators over many Deferreds: List, Gather and Race.
+// Each adds one stage to every distinct input and counts the inputs still
+// pending with an atomic counter; whichever stage settles the outcome fires
+// the combined Deferred. Nothing waits and nothing recurses per input.
+
+// Outcome is how one input of List settled: with Value, when Failure is
+// nil, or with Failure (Value is then the zero value).
+type Outcome[T any] struct {
+	Value   T
+	Failure *Failure
+}
+
+// Indexed is the result of Race: the value of the input that succeeded
+// first and that input's position among Race's arguments.
+type Indexed[T any] struct {
+	Index int
+	Value T
+}
+
+// FirstError is the error inside the failure of a Deferred returned by
+// Gather: the input at position Index failed before any other, with
+// Failure. errors.Is and errors.As see through it to Failure and the error
+// Failure wraps.
+type FirstError struct {
+	Index   int
+	Failure *Failure
+}
+
+// Error names the input that failed and its failure.
+func (e *FirstError) Error() string {
+	if e.Failure == nil {
+		return fmt.Sprintf("deferred: input %d failed", e.Index)
+	}
+	return fmt.Sprintf("deferred: input %d failed: %s", e.Index, e.Failure.Error())
+}
+
+// Unwrap returns the input's Failure.
+func (e *FirstError) Unwrap() error {
+	if e.Failure == nil {
+		return nil // a nil *Failure in an error would read as non-nil
+	}
+	return e.Failure
+}
+
+// ErrNoInputs is the failure of a Race with no input: nothing could ever
+// win it, and failing at once beats never firing (Twisted's race([])).
+var ErrNoInputs = errors.New("deferred: Race called with no inputs")
+
+// List returns a Deferred that fires once every input has a result, with
+// one Outcome per input, in the order of ds. It is Twisted's DeferredList
+// with consumeErrors: List adds one stage to each input, which records the
+// result there and then passes a value on unchanged but turns a failure
+// into the zero value, so the failure belongs to the Outcome and is never
+// reported as unhandled. An input that appears twice gets one stage and its
+// result in both positions. Inputs that have already fired count at once;
+// with no inputs, or only fired ones, List returns a fired Deferred (an
+// empty, non-nil slice for no inputs).
+//
+// Cancelling the returned Deferred before it fires cancels every input that
+// has not settled yet; it then fires with their outcomes, cancellations
+// included, as Twisted's DeferredList does. If one of them cannot settle
+// (it is paused, say), the returned Deferred fails with ErrCancelled instead.
+//
+// List never blocks; the returned Deferred fires on the goroutine that
+// settles the last input. It panics, naming the position, if an input is nil
+// or its chain was handed over by Then or ThenDeferred; the inputs' results
+// are then left as they were.
+func List[T any](ds ...*Deferred[T]) *Deferred[[]Outcome[T]] {
+	if len(ds) == 0 {
+		return Succeed([]Outcome[T]{})
+	}
+	l := &listing[T]{out: make([]Outcome[T], len(ds))}
+	l.init("List", ds)
+	l.d = NewWithCanceller(func(*Deferred[[]Outcome[T]]) { l.cancel() })
+	l.attach("List", l.stage)
+	return l.d
+}
+
+type listing[T any] struct {
+	fanIn[T]
+	d   *Deferred[[]Outcome[T]]
+	out []Outcome[T]
+}
+
+func (l *listing[T]) stage(i int) func(T, *Failure) (T, error) {
+	return func(v T, f *Failure) (T, error) {
+		if l.abandoned.Load() {
+			return passOn(v, f)
+		}
+		l.inputs[i].Store(nil)
+		fill(l.out, Outcome[T]{Value: v, Failure: f}, i, l.next)
+		if l.left.Add(-1) == 0 {
+			// An error here means l.d was cancelled and failed already.
+			_ = l.d.Callback(l.out)
+		}
+		if f != nil {
+			return zeroOf[T](), nil
+		}
+		return v, nil
+	}
+}
+
+// Gather returns a Deferred that fires with the values of all inputs, in
+// the order of ds, or fails as soon as one input fails, with a *FirstError
+// holding that input's position and Failure. "First" is in firing order,
+// not position order: with inputs settling on many goroutines, the failure
+// whose stage ran first wins. It is Twisted's gatherResults with
+// consumeErrors: Gather adds one stage to each input, which passes a value
+// on unchanged and turns a failure into the zero value: the first failure
+// travels on as Gather's own, and the others are dropped, not reported as
+// unhandled.
+//
+// After a failure, Gather leaves the other inputs running (as Twisted does):
+// they may be shared with other code, and cancelling is the caller's call
+// — cancel them from an errback if their work is no longer wanted. Their
+// later failures are consumed too.
+//
+// Repeated inputs, fired inputs and no inputs are handled as by List.
+// Cancelling the returned Deferred before it fires cancels every input that
+// has not settled yet; the first cancellation that fails an input makes it
+// fail with a *FirstError matching ErrCancelled.
+//
+// Gather never blocks, and panics on a bad input as List does.
+func Gather[T any](ds ...*Deferred[T]) *Deferred[[]T] {
+	if len(ds) == 0 {
+		return Succeed([]T{})
+	}
+	g := &gathering[T]{values: make([]T, len(ds))}
+	g.init("Gather", ds)
+	g.d = NewWithCanceller(func(*Deferred[[]T]) { g.cancel() })
+	g.attach("Gather", g.stage)
+	return g.d
+}
+
+type gathering[T any] struct {
+	fanIn[T]
+	d      *Deferred[[]T]
+	values []T
+	failed atomic.Bool
+}
+
+func (g *gathering[T]) stage(i int) func(T, *Failure) (T, error) {
+	return func(v T, f *Failure) (T, error) {
+		if g.abandoned.Load() {
+			return passOn(v, f)
+		}
+		g.inputs[i].Store(nil)
+		if f != nil {
+			if g.failed.CompareAndSwap(false, true) {
+				_ = g.d.Errback(&FirstError{Index: i, Failure: f})
+			}
+			return zeroOf[T](), nil
+		}
+		fill(g.values, v, i, g.next)
+		// Only successes count down, so a failure rules this out.
+		if g.left.Add(-1) == 0 {
+			_ = g.d.Callback(g.values)
+		}
+		return v, nil
+	}
+}
+
+// Race returns a Deferred that fires with the first input to succeed, in
+// firing order, and its position in ds. As soon as one succeeds, Race
+// cancels every other input that has not settled yet, before firing. If
+// every input fails, Race fails with errors.Join of their Failures, in the
+// order of ds (errors.Is matches each of them); with no inputs it fails at
+// once with ErrNoInputs.
+//
+// Race adds one stage to each input, which passes a value on unchanged and
+// turns a failure into the zero value: losers' failures, cancellations
+// included, are never reported as unhandled. An input that appears twice
+// gets one stage and, if it wins, the first of its positions. Cancelling
+// the returned Deferred before it fires cancels every input that has not
+// settled; it then fails with the joined cancellations (matching
+// ErrCancelled), unless a canceller made its input succeed.
+//
+// Race never blocks, and panics on a bad input as List does.
+func Race[T any](ds ...*Deferred[T]) *Deferred[Indexed[T]] {
+	if len(ds) == 0 {
+		return Fail[Indexed[T]](ErrNoInputs)
+	}
+	r := &racing[T]{failures: make([]*Failure, len(ds))}
+	r.init("Race", ds)
+	r.d = NewWithCanceller(func(*Deferred[Indexed[T]]) { r.cancel() })
+	r.attach("Race", r.stage)
+	return r.d
+}
+
+type racing[T any] struct {
+	fanIn[T]
+	d        *Deferred[Indexed[T]]
+	failures []*Failure // by first position
+	won      atomic.Bool
+}
+
+func (r *racing[T]) stage(i int) func(T, *Failure) (T, error) {
+	return func(v T, f *Failure) (T, error) {
+		if r.abandoned.Load() {
+			return passOn(v, f)
+		}
+		r.inputs[i].Store(nil)
+		if f == nil {
+			if r.won.CompareAndSwap(false, true) {
+				r.cancel() // our own entry is nil already
+				_ = r.d.Callback(Indexed[T]{Index: i, Value: v})
+			}
+			return v, nil
+		}
+		r.failures[i] = f
+		// Only failures count down, so a success rules this out.
+		if r.left.Add(-1) == 0 {
+			errs := make([]error, 0, len(r.failures))
+			for _, f := range r.failures {
+				if f != nil {
+					errs = append(errs, f)
+				}
+			}
+			_ = r.d.Errback(errors.Join(errs...))
+		}
+		return zeroOf[T](), nil
+	}
+}
+
+// fanIn is what List, Gather and Race share: the inputs, which positions
+// repeat an input, and how many distinct inputs are left to count down.
+type fanIn[T any] struct {
+	// inputs holds each distinct input at its first position until its
+	// stage has run; a repeated position stays nil. Cancel targets these.
+	inputs []atomic.Pointer[Deferred[T]]
+	// next is nil unless an input repeats; then next[i] is the next
+	// position holding the same input as position i, or -1.
+	next      []int32
+	left      atomic.Int64
+	abandoned atomic.Bool // a panic cut the setup short: stages pass results on untouched
+}
+
+// smallFanIn is the number of inputs up to which looking back beats a hash
+// table for finding repeats.
+const smallFanIn = 16
+
+// init records ds, finding repeated inputs, and panics (naming fn) on a nil
+// input.
+func (g *fanIn[T]) init(fn string, ds []*Deferred[T]) {
+	g.inputs = make([]atomic.Pointer[Deferred[T]], len(ds))
+	distinct := 0
+	if len(ds) <= smallFanIn {
+		for i, d := range ds {
+			if d == nil {
+				panic(nilInputMessage(fn, i))
+			}
+			j := i - 1
+			for j >= 0 && ds[j] != d {
+				j--
+			}
+			if j >= 0 {
+				g.link(j, i, len(ds))
+				continue
+			}
+			g.inputs[i].Store(d)
+			distinct++
+		}
+		g.left.Store(int64(distinct))
+		return
+	}
+
+	// Open addressing over pointer identity: one allocation, a few
+	// nanoseconds an input, where a map costs five times as much.
+	bits := 1
+	for 1<<bits < 2*len(ds) {
+		bits++
+	}
+	table := make([]int32, 1<<bits) // last position of an input, plus one; 0 is empty
+	mask := uint64(len(table) - 1)
+	for i, d := range ds {
+		if d == nil {
+			panic(nilInputMessage(fn, i))
+		}
+		// Heap objects do not move, so the address identifies d.
+		h := uint64(uintptr(unsafe.Pointer(d))) * 0x9E3779B97F4A7C15 >> (64 - bits)
+		for {
+			e := table[h]
+			if e == 0 {
+				table[h] = int32(i + 1)
+				g.inputs[i].Store(d)
+				distinct++
+				break
+			}
+			if ds[e-1] == d {
+				g.link(int(e-1), i, len(ds))
+				table[h] = int32(i + 1)
+				break
+			}
+			h = (h + 1) & mask
+		}
+	}
+	g.left.Store(int64(distinct))
+}
+
+func nilInputMessage(fn string, i int) string {
+	return fmt.Sprintf("deferred: %s: input %d is nil", fn, i)
+}
+
+// link records that position i repeats the input last seen at position j.
+func (g *fanIn[T]) link(j, i, n int) {
+	if g.next == nil {
+		g.next = make([]int32, n)
+		for k := range g.next {
+			g.next[k] = -1
+		}
+	}
+	g.next[j] = int32(i)
+}
+
+// attach adds the stage stageFor(i) to each distinct input, i being its
+// first position. Stages of inputs that have fired already run only once
+// every input has its stage, so that a panic on a later input leaves the
+// earlier ones as they were.
+func (g *fanIn[T]) attach(fn string, stageFor func(i int) func(T, *Failure) (T, error)) {
+	ready := -1
+	for i := range g.inputs {
+		d := g.inputs[i].Load() // only i's own stage clears it, and it is not there yet
+		if d == nil {
+			continue
+		}
+		d.mu.Lock()
+		if d.handedOver {
+			d.mu.Unlock()
+			g.abandoned.Store(true)
+			g.run(ready, i)
+			panic(fmt.Sprintf("deferred: %s: input %d was handed over by Then or ThenDeferred; pass the Deferred that Then returned", fn, i))
+		}
+		d.stages = append(d.stages, stage[T]{both: stageFor(i)})
+		if ready < 0 && d.runnable() {
+			ready = i
+		}
+		d.mu.Unlock()
+	}
+	g.run(ready, len(g.inputs))
+}
+
+// run drives the inputs at positions from..to-1 that may have stages to
+// run; from < 0 means none.
+func (g *fanIn[T]) run(from, to int) {
+	if from < 0 {
+		return
+	}
+	for i := from; i < to; i++ {
+		if d := g.inputs[i].Load(); d != nil {
+			drive(d)
+		}
+	}
+}
+
+// cancel cancels every input whose stage has not run yet.
+func (g *fanIn[T]) cancel() {
+	for i := range g.inputs {
+		if d := g.inputs[i].Load(); d != nil {
+			d.Cancel()
+		}
+	}
+}
+
+// fill stores x at position i and at every position repeating its input.
+func fill[X any](dst []X, x X, i int, next []int32) {
+	dst[i] = x
+	if next == nil {
+		return
+	}
+	for j := next[i]; j >= 0; j = next[j] {
+		dst[j] = x
+	}
+}
+
+// passOn returns a stage's input as its result, unchanged.
+func passOn[T any](v T, f *Failure) (T, error) {
+	if f != nil {
+		return v, f
+	}
+	return v, nil
+}

@@ -1,0 +1,859 @@
+package deferred
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// These tests pin List, Gather and Race (issue 3). Where a rule comes from
+// Twisted 22.4 (DeferredList, gatherResults), the scenario was run there
+// first; the result is noted beside the test. Twisted 22.4 has no race().
+
+var (
+	errListA = errors.New("list test error A")
+	errListB = errors.New("list test error B")
+	errListC = errors.New("list test error C")
+)
+
+// listSettled adds a last stage that records d's result and handles it,
+// and returns it, the failure as a plain error (nil on success). It fails
+// the test if the chain has not reached that stage when AddBoth returns.
+func listSettled[T any](t *testing.T, d *Deferred[T]) (T, error) {
+	t.Helper()
+	var (
+		v   T
+		f   *Failure
+		ran bool
+	)
+	d.AddBoth(func(x T, fl *Failure) (T, error) {
+		v, f, ran = x, fl, true
+		return x, nil
+	})
+	require.True(t, ran, "the chain did not reach its end: %v", d)
+	return v, listErr(f)
+}
+
+// listErr turns a *Failure into an error that is nil when f is.
+func listErr(f *Failure) error {
+	if f == nil {
+		return nil
+	}
+	return f
+}
+
+// listCancellable returns a pending Deferred whose canceller counts its
+// calls in *n, without firing it (Cancel then fails it with ErrCancelled).
+func listCancellable(n *int) *Deferred[int] {
+	return NewWithCanceller(func(*Deferred[int]) { *n++ })
+}
+
+// listDepth is the number of frames on the calling goroutine's stack.
+func listDepth() int {
+	pcs := make([]uintptr, 100_000)
+	return runtime.Callers(0, pcs)
+}
+
+// listUnhandled records the failures reported as unhandled during a test.
+type listUnhandled struct {
+	mu  sync.Mutex
+	got []*Failure
+}
+
+func listWatchUnhandled(t *testing.T) *listUnhandled {
+	w := &listUnhandled{}
+	prev := SetUnhandledHandler(func(f *Failure) {
+		w.mu.Lock()
+		w.got = append(w.got, f)
+		w.mu.Unlock()
+	})
+	t.Cleanup(func() { SetUnhandledHandler(prev) })
+	return w
+}
+
+func (w *listUnhandled) count(target error) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, f := range w.got {
+		if errors.Is(f, target) {
+			n++
+		}
+	}
+	return n
+}
+
+// collect runs garbage collections until two control failures, dropped
+// one after the other, have been reported: whatever became unreachable
+// before them has had its chance to be reported too.
+func (w *listUnhandled) collect(t *testing.T) {
+	t.Helper()
+	for round := range 2 {
+		control := fmt.Errorf("list test control failure %d", round)
+		func() { Fail[int](control) }()
+		deadline := time.Now().Add(10 * time.Second)
+		for w.count(control) == 0 {
+			require.True(t, time.Now().Before(deadline), "the control failure was never reported")
+			runtime.GC()
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
+
+// List
+
+func TestListKeepsInputOrderAndWaitsForAll(t *testing.T) {
+	a, b, c := New[int](), New[int](), New[int]()
+	l := List(a, b, c)
+
+	require.NoError(t, c.Callback(3))
+	require.False(t, l.Called(), "List fired before every input settled")
+	require.NoError(t, a.Errback(errListA))
+	require.False(t, l.Called(), "List fired before every input settled")
+	require.NoError(t, b.Callback(2))
+
+	out, f := listSettled(t, l)
+	require.Nil(t, f)
+	require.Len(t, out, 3)
+	assert.ErrorIs(t, listErr(out[0].Failure), errListA)
+	assert.Zero(t, out[0].Value)
+	assert.Equal(t, Outcome[int]{Value: 2}, out[1])
+	assert.Equal(t, Outcome[int]{Value: 3}, out[2])
+}
+
+// Twisted 22.4, DeferredList([a, b], consumeErrors=True), a.callback(1),
+// b.errback(ValueError): stages added to a afterwards see 1, to b see None.
+func TestListInputsGoOnWithValueOrZeroAfterItsStage(t *testing.T) {
+	a, b := New[int](), New[int]()
+	l := List(a, b)
+	bFailure := NewFailure(errListA)
+	require.NoError(t, a.Callback(1))
+	require.NoError(t, b.Errback(bFailure))
+
+	v, f := listSettled(t, a)
+	assert.Equal(t, 1, v)
+	assert.Nil(t, f)
+	v, f = listSettled(t, b)
+	assert.Zero(t, v)
+	assert.Nil(t, f, "List must consume the input's failure")
+
+	out, _ := listSettled(t, l)
+	assert.Same(t, bFailure, out[1].Failure, "the Outcome holds the input's own Failure")
+}
+
+func TestListFailuresAreNotReportedAsUnhandled(t *testing.T) {
+	w := listWatchUnhandled(t)
+	func() {
+		a, b := New[int](), New[int]()
+		List(a, b, Fail[int](errListB))
+		require.NoError(t, a.Errback(errListA))
+		require.NoError(t, b.Callback(1))
+	}()
+	// The unhandled control shows that unreachable failures are reported.
+	w.collect(t)
+	assert.Zero(t, w.count(errListA), "a failure consumed by List was reported")
+	assert.Zero(t, w.count(errListB), "a failure consumed by List was reported")
+}
+
+func TestListNoInputsFiresAtOnceWithEmptySlice(t *testing.T) {
+	for _, l := range []*Deferred[[]Outcome[int]]{List[int](), List([]*Deferred[int]{}...)} {
+		require.True(t, l.Called())
+		out, f := listSettled(t, l)
+		require.Nil(t, f)
+		assert.NotNil(t, out)
+		assert.Empty(t, out)
+	}
+}
+
+func TestListAlreadyFiredInputsCountAtOnce(t *testing.T) {
+	l := List(Succeed(1), Fail[int](errListA), Succeed(3))
+	require.True(t, l.Called(), "all inputs had fired: List must have fired before returning")
+	out, f := listSettled(t, l)
+	require.Nil(t, f)
+	require.Len(t, out, 3)
+	assert.Equal(t, 1, out[0].Value)
+	assert.ErrorIs(t, listErr(out[1].Failure), errListA)
+	assert.Equal(t, 3, out[2].Value)
+
+	// Fired and pending mixed.
+	p := New[int]()
+	l = List(Succeed(1), p)
+	require.False(t, l.Called())
+	require.NoError(t, p.Callback(2))
+	out, _ = listSettled(t, l)
+	assert.Equal(t, []Outcome[int]{{Value: 1}, {Value: 2}}, out)
+}
+
+// Twisted 22.4 adds one stage per position: DeferredList([a, a],
+// consumeErrors=True) gives [(False, failure), (True, None)]. We add one
+// stage per distinct input, so both positions get the failure.
+func TestListRepeatedInputGetsItsResultInEveryPosition(t *testing.T) {
+	a, b := New[int](), New[int]()
+	l := List(a, b, a)
+	aFailure := NewFailure(errListA)
+	require.NoError(t, a.Errback(aFailure))
+	require.NoError(t, b.Callback(2))
+	out, _ := listSettled(t, l)
+	require.Len(t, out, 3)
+	assert.Same(t, aFailure, out[0].Failure)
+	assert.Same(t, aFailure, out[2].Failure)
+	assert.Equal(t, 2, out[1].Value)
+	v, f := listSettled(t, a)
+	assert.Zero(t, v)
+	assert.Nil(t, f)
+
+	// Past the size where repeats are found through a hash table.
+	base := []*Deferred[int]{New[int](), New[int](), New[int](), New[int](), New[int](), New[int](), New[int]()}
+	ds := make([]*Deferred[int], 60)
+	for i := range ds {
+		ds[i] = base[i%len(base)]
+	}
+	l = List(ds...)
+	for k, d := range base {
+		if k == 3 {
+			require.NoError(t, d.Errback(errListB))
+			continue
+		}
+		require.False(t, l.Called())
+		require.NoError(t, d.Callback(100+k))
+	}
+	out, _ = listSettled(t, l)
+	require.Len(t, out, len(ds))
+	for i, o := range out {
+		if i%len(base) == 3 {
+			assert.ErrorIs(t, listErr(o.Failure), errListB, "position %d", i)
+			continue
+		}
+		assert.Equal(t, Outcome[int]{Value: 100 + i%len(base)}, o, "position %d", i)
+	}
+}
+
+func TestListNilInputPanicsNamingIt(t *testing.T) {
+	a := New[int]()
+	require.PanicsWithValue(t, "deferred: List: input 2 is nil", func() { List(a, a, nil) })
+	ds := make([]*Deferred[int], 40)
+	for i := range ds {
+		ds[i] = New[int]()
+	}
+	ds[33] = nil
+	require.PanicsWithValue(t, "deferred: List: input 33 is nil", func() { List(ds...) })
+	require.PanicsWithValue(t, "deferred: Gather: input 0 is nil", func() { Gather(nil, a) })
+	require.PanicsWithValue(t, "deferred: Race: input 1 is nil", func() { Race(a, nil) })
+	// Nothing was added to a: its failure is still there for the next stage.
+	require.NoError(t, a.Errback(errListA))
+	_, f := listSettled(t, a)
+	assert.ErrorIs(t, f, errListA)
+}
+
+func TestListHandedOverInputPanicsAndLeavesOtherInputsAlone(t *testing.T) {
+	for name, combine := range map[string]func(...*Deferred[int]){
+		"List":   func(ds ...*Deferred[int]) { List(ds...) },
+		"Gather": func(ds ...*Deferred[int]) { Gather(ds...) },
+		"Race":   func(ds ...*Deferred[int]) { Race(ds...) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			failed, pending, handed := Fail[int](errListA), New[int](), New[int]()
+			Then(handed, func(v int) (string, error) { return "", nil })
+			defer func() {
+				p := recover()
+				require.NotNil(t, p, "no panic")
+				msg := fmt.Sprint(p)
+				assert.True(t, strings.HasPrefix(msg, "deferred: "+name+": input 2 "), msg)
+				assert.Contains(t, msg, "handed over")
+
+				// The stages already added pass results on untouched.
+				_, f := listSettled(t, failed)
+				assert.ErrorIs(t, f, errListA, "the fired input's failure was consumed")
+				require.NoError(t, pending.Errback(errListB))
+				_, f = listSettled(t, pending)
+				assert.ErrorIs(t, f, errListB, "the pending input's failure was consumed")
+			}()
+			combine(failed, pending, handed)
+		})
+	}
+}
+
+// Twisted 22.4: DeferredList([a, succeed(7), b], consumeErrors=True).cancel()
+// cancels a and b, and the list fires with [(False, CancelledError),
+// (True, 7), (False, CancelledError)].
+func TestListCancelCancelsPendingInputsAndFiresWithOutcomes(t *testing.T) {
+	var na, nb int
+	a, b := listCancellable(&na), listCancellable(&nb)
+	l := List(a, Succeed(7), b)
+	l.Cancel()
+	assert.Equal(t, 1, na, "a's canceller")
+	assert.Equal(t, 1, nb, "b's canceller")
+	out, f := listSettled(t, l)
+	require.Nil(t, f, "List fires with the outcomes, cancellations included")
+	require.Len(t, out, 3)
+	assert.ErrorIs(t, listErr(out[0].Failure), ErrCancelled)
+	assert.Equal(t, Outcome[int]{Value: 7}, out[1])
+	assert.ErrorIs(t, listErr(out[2].Failure), ErrCancelled)
+}
+
+func TestListCancelLeavesSettledInputsAlone(t *testing.T) {
+	a, b := New[int](), New[int]()
+	l := List(a, b)
+	require.NoError(t, a.Callback(1))
+	// a's chain now waits on inner, after List's stage: not List's business.
+	var nInner int
+	inner := listCancellable(&nInner)
+	a.AddCallbackDeferred(func(int) *Deferred[int] { return inner })
+
+	l.Cancel()
+	assert.Zero(t, nInner, "cancelling List reached into a settled input's chain")
+	out, _ := listSettled(t, l)
+	assert.Equal(t, 1, out[0].Value)
+	assert.ErrorIs(t, listErr(out[1].Failure), ErrCancelled)
+	require.NoError(t, inner.Callback(5))
+}
+
+// Twisted's DeferredList.cancel does not fire the list, so a list whose
+// input cannot settle stays pending forever; ours fails with ErrCancelled,
+// as any Deferred whose canceller did not fire it.
+func TestListCancelFailsWhenAnInputCannotSettle(t *testing.T) {
+	a := New[int]()
+	a.Pause()
+	l := List(a)
+	require.NoError(t, a.Callback(1)) // fired, but List's stage waits for Unpause
+	l.Cancel()
+	_, f := listSettled(t, l)
+	require.ErrorIs(t, f, ErrCancelled)
+
+	require.NotPanics(t, a.Unpause) // List's stage runs; its late Callback is dropped
+	v, f := listSettled(t, a)
+	assert.Equal(t, 1, v)
+	assert.Nil(t, f)
+}
+
+func TestListThousandInputsFiredInALoop(t *testing.T) {
+	const n = 1000
+	ds := make([]*Deferred[int], n)
+	for i := range ds {
+		ds[i] = New[int]()
+	}
+	l := List(ds...)
+	depth := 0
+	l.AddCallback(func(out []Outcome[int]) ([]Outcome[int], error) {
+		depth = listDepth()
+		return out, nil
+	})
+	base := listDepth()
+	for i, d := range ds {
+		require.NoError(t, d.Callback(i))
+	}
+	require.NotZero(t, depth, "List did not fire")
+	assert.Less(t, depth-base, 50, "stack grew with the number of inputs")
+	out, _ := listSettled(t, l)
+	for i, o := range out {
+		require.Equal(t, Outcome[int]{Value: i}, o)
+	}
+}
+
+func TestListConcurrentFiring(t *testing.T) {
+	const n = 200
+	ds := make([]*Deferred[int], n)
+	for i := range ds {
+		ds[i] = New[int]()
+	}
+	l := List(ds...)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, d := range ds {
+		wg.Go(func() {
+			<-start
+			if i%3 == 0 {
+				assert.NoError(t, d.Errback(fmt.Errorf("input %d: %w", i, errListA)))
+			} else {
+				assert.NoError(t, d.Callback(i))
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	out, f := listSettled(t, l)
+	require.Nil(t, f)
+	require.Len(t, out, n)
+	for i, o := range out {
+		if i%3 == 0 {
+			require.ErrorIs(t, listErr(o.Failure), errListA)
+			require.Contains(t, o.Failure.Error(), fmt.Sprintf("input %d:", i))
+			continue
+		}
+		require.Equal(t, Outcome[int]{Value: i}, o)
+	}
+}
+
+// Core bug, found here: a Deferred that fails before any stage is added
+// (Errback or Cancel on it, as List, Gather and Race do on theirs) and is
+// then dropped is never reported: step returns early, as the Deferred has
+// nothing to run, before arming the cleanup. Twisted 22.4 logs "Unhandled
+// error in Deferred" for both d.errback(e) and d.cancel() on a Deferred
+// without callbacks, then gc.collect().
+func TestListCoreReportsFailureWithoutStages(t *testing.T) {
+	w := listWatchUnhandled(t)
+	errFailed := errors.New("list test: failed before any stage")
+	errGathered := errors.New("list test: gathered before any stage")
+	func() {
+		_ = New[int]().Errback(errFailed)
+		a := New[int]()
+		Gather(a)
+		require.NoError(t, a.Errback(errGathered))
+	}()
+	w.collect(t)
+	assert.Equal(t, 1, w.count(errFailed), "Errback with no stage, then dropped")
+	assert.Equal(t, 1, w.count(errGathered), "Gather's failure with no stage, then dropped")
+}
+
+// Gather
+
+func TestGatherValuesInInputOrder(t *testing.T) {
+	a, b, c := New[string](), New[string](), New[string]()
+	g := Gather(a, b, c)
+	require.NoError(t, b.Callback("b"))
+	require.NoError(t, c.Callback("c"))
+	require.False(t, g.Called())
+	require.NoError(t, a.Callback("a"))
+	v, f := listSettled(t, g)
+	require.Nil(t, f)
+	assert.Equal(t, []string{"a", "b", "c"}, v)
+
+	// Values pass on down the inputs' chains.
+	got, _ := listSettled(t, b)
+	assert.Equal(t, "b", got)
+}
+
+// Twisted 22.4: gatherResults([a, b], consumeErrors=True) with b failing
+// before a fails with FirstError index 1.
+func TestGatherFailsWithFirstFailureInFiringOrder(t *testing.T) {
+	a, b, c := New[int](), New[int](), New[int]()
+	g := Gather(a, b, c)
+	bFailure := NewFailure(errListB)
+	require.NoError(t, b.Errback(bFailure))
+	require.True(t, g.Called(), "Gather must fail at the first failure")
+	require.NoError(t, a.Errback(errListA))
+
+	_, f := listSettled(t, g)
+	require.NotNil(t, f)
+	var fe *FirstError
+	require.ErrorAs(t, f, &fe)
+	assert.Equal(t, 1, fe.Index)
+	assert.Same(t, bFailure, fe.Failure)
+	assert.ErrorIs(t, f, errListB)
+	assert.NotErrorIs(t, f, errListA)
+	assert.Equal(t, "deferred: input 1 failed: "+errListB.Error(), fe.Error())
+
+	// The inputs' failures were consumed.
+	for _, d := range []*Deferred[int]{a, b} {
+		v, f := listSettled(t, d)
+		assert.Zero(t, v)
+		assert.Nil(t, f)
+	}
+	require.NoError(t, c.Callback(3))
+}
+
+// Twisted 22.4: after gatherResults fails, a pending input with a
+// canceller is neither cancelled nor fired.
+func TestGatherLeavesRemainingInputsRunningAfterAFailure(t *testing.T) {
+	var n int
+	a, b := New[int](), listCancellable(&n)
+	g := Gather(a, b)
+	require.NoError(t, a.Errback(errListA))
+	_, f := listSettled(t, g)
+	require.ErrorIs(t, f, errListA)
+	assert.Zero(t, n, "Gather cancelled a remaining input")
+	assert.False(t, b.Called())
+
+	require.NoError(t, b.Callback(2))
+	v, f := listSettled(t, b)
+	assert.Equal(t, 2, v)
+	assert.Nil(t, f)
+}
+
+func TestGatherReportsOnlyItsOwnFailure(t *testing.T) {
+	w := listWatchUnhandled(t)
+	func() {
+		a, b := New[int](), New[int]()
+		// Nobody handles Gather's failure: it is reported. (The stage makes
+		// the chain end in it; see TestListCoreReportsFailureWithoutStages.)
+		Gather(a, b).AddCallback(func(v []int) ([]int, error) { return v, nil })
+		require.NoError(t, a.Errback(errListA))
+		require.NoError(t, b.Errback(errListB))
+	}()
+	w.collect(t)
+	assert.Equal(t, 1, w.count(errListA), "Gather's failure (input a's, as FirstError) must be reported once")
+	assert.Zero(t, w.count(errListB), "a later failure consumed by Gather was reported")
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, f := range w.got {
+		if errors.Is(f, errListA) {
+			var fe *FirstError
+			assert.ErrorAs(t, f, &fe)
+		}
+	}
+}
+
+func TestGatherNoInputsFiresAtOnceWithEmptySlice(t *testing.T) {
+	g := Gather[int]()
+	require.True(t, g.Called())
+	v, f := listSettled(t, g)
+	require.Nil(t, f)
+	assert.NotNil(t, v)
+	assert.Empty(t, v)
+}
+
+func TestGatherAlreadyFiredInputs(t *testing.T) {
+	g := Gather(Succeed(1), Succeed(2))
+	require.True(t, g.Called())
+	v, _ := listSettled(t, g)
+	assert.Equal(t, []int{1, 2}, v)
+
+	g = Gather(Succeed(1), Fail[int](errListA), Fail[int](errListB))
+	_, f := listSettled(t, g)
+	var fe *FirstError
+	require.ErrorAs(t, f, &fe)
+	assert.Equal(t, 1, fe.Index)
+}
+
+// Twisted 22.4: gatherResults([a, b], consumeErrors=True).cancel() cancels
+// both and fails with FirstError(CancelledError, 0).
+func TestGatherCancelCancelsPendingInputs(t *testing.T) {
+	var na, nb, nc int
+	a, b, c := listCancellable(&na), listCancellable(&nb), listCancellable(&nc)
+	g := Gather(a, b, c)
+	require.NoError(t, a.Callback(1))
+	g.Cancel()
+	assert.Zero(t, na, "a had settled")
+	assert.Equal(t, 1, nb)
+	assert.Equal(t, 1, nc, "every pending input is cancelled, even after Gather failed")
+	_, f := listSettled(t, g)
+	var fe *FirstError
+	require.ErrorAs(t, f, &fe)
+	assert.Equal(t, 1, fe.Index)
+	assert.ErrorIs(t, f, ErrCancelled)
+}
+
+func TestGatherRepeatedInput(t *testing.T) {
+	a, b := New[int](), New[int]()
+	g := Gather(a, b, a)
+	require.NoError(t, a.Callback(1))
+	require.NoError(t, b.Callback(2))
+	v, _ := listSettled(t, g)
+	assert.Equal(t, []int{1, 2, 1}, v)
+
+	a = New[int]()
+	g = Gather(a, a)
+	require.NoError(t, a.Errback(errListA))
+	_, f := listSettled(t, g)
+	var fe *FirstError
+	require.ErrorAs(t, f, &fe)
+	assert.Equal(t, 0, fe.Index)
+}
+
+func TestGatherHundredThousandInputs(t *testing.T) {
+	const n = 100_000
+	ds := make([]*Deferred[int], n)
+	for i := range ds {
+		ds[i] = New[int]()
+	}
+	g := Gather(ds...)
+	depth := 0
+	g.AddCallback(func(v []int) ([]int, error) {
+		depth = listDepth()
+		return v, nil
+	})
+	base := listDepth()
+	for i := n - 1; i >= 0; i-- {
+		if err := ds[i].Callback(i * 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	require.NotZero(t, depth, "Gather did not fire")
+	assert.Less(t, depth-base, 50, "stack grew with the number of inputs")
+	v, _ := listSettled(t, g)
+	require.Len(t, v, n)
+	for i, x := range v {
+		if x != i*2 {
+			t.Fatalf("value %d is %d, want %d", i, x, i*2)
+		}
+	}
+
+	// Cancelling them all, and all of them fired already.
+	for i := range ds {
+		ds[i] = New[int]()
+	}
+	g = Gather(ds...)
+	g.Cancel()
+	_, f := listSettled(t, g)
+	require.ErrorIs(t, f, ErrCancelled)
+	for i, d := range ds {
+		if !d.Called() {
+			t.Fatalf("input %d was not cancelled", i)
+		}
+	}
+	g = Gather(ds...)
+	v, f = listSettled(t, g)
+	require.Nil(t, f, "inputs go on with the zero value after Gather consumed their failure")
+	require.Len(t, v, n)
+}
+
+func TestGatherConcurrentFiring(t *testing.T) {
+	const n = 200
+	for _, withFailures := range []bool{false, true} {
+		ds := make([]*Deferred[int], n)
+		errs := make([]error, n)
+		for i := range ds {
+			ds[i] = New[int]()
+			errs[i] = fmt.Errorf("input %d: %w", i, errListA)
+		}
+		g := Gather(ds...)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i, d := range ds {
+			wg.Go(func() {
+				<-start
+				if withFailures && i%4 == 1 {
+					assert.NoError(t, d.Errback(errs[i]))
+				} else {
+					assert.NoError(t, d.Callback(i))
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		v, f := listSettled(t, g)
+		if !withFailures {
+			require.Nil(t, f)
+			for i, x := range v {
+				require.Equal(t, i, x)
+			}
+			continue
+		}
+		var fe *FirstError
+		require.ErrorAs(t, f, &fe)
+		require.Equal(t, 1, fe.Index%4, "index %d did not fail", fe.Index)
+		require.ErrorIs(t, f, errs[fe.Index], "the failure is not that of input %d", fe.Index)
+	}
+}
+
+func TestGatherFirstErrorWithoutFailure(t *testing.T) {
+	fe := &FirstError{Index: 2}
+	assert.NoError(t, fe.Unwrap())
+	assert.Equal(t, "deferred: input 2 failed", fe.Error())
+}
+
+// Race
+
+func TestRaceFirstSuccessWinsAndTheRestAreCancelledFirst(t *testing.T) {
+	var na, nb, nc int
+	a, b, c := listCancellable(&na), listCancellable(&nb), listCancellable(&nc)
+	r := Race(a, b, c)
+	cancelledFirst := false
+	r.AddCallback(func(x Indexed[int]) (Indexed[int], error) {
+		cancelledFirst = na == 1 && nc == 1
+		return x, nil
+	})
+	require.NoError(t, b.Callback(2))
+	v, f := listSettled(t, r)
+	require.Nil(t, f)
+	assert.Equal(t, Indexed[int]{Index: 1, Value: 2}, v)
+	assert.Equal(t, 1, na)
+	assert.Zero(t, nb, "the winner was cancelled")
+	assert.Equal(t, 1, nc)
+	assert.True(t, cancelledFirst, "losers must be cancelled before Race fires")
+
+	// The losers' cancellations were consumed.
+	for _, d := range []*Deferred[int]{a, c} {
+		_, f := listSettled(t, d)
+		assert.Nil(t, f)
+	}
+	got, _ := listSettled(t, b)
+	assert.Equal(t, 2, got, "the winner's value passes on down its chain")
+}
+
+func TestRaceIgnoresFailuresBeforeASuccess(t *testing.T) {
+	a, b := New[int](), New[int]()
+	r := Race(a, b)
+	require.NoError(t, a.Errback(errListA))
+	require.False(t, r.Called())
+	require.NoError(t, b.Callback(5))
+	v, f := listSettled(t, r)
+	require.Nil(t, f)
+	assert.Equal(t, Indexed[int]{Index: 1, Value: 5}, v)
+}
+
+func TestRaceAllFailJoinsEveryFailureInInputOrder(t *testing.T) {
+	a, b, c := New[int](), New[int](), New[int]()
+	r := Race(a, b, c)
+	fa, fb, fc := NewFailure(errListA), NewFailure(errListB), NewFailure(errListC)
+	require.NoError(t, c.Errback(fc))
+	require.NoError(t, a.Errback(fa))
+	require.False(t, r.Called())
+	require.NoError(t, b.Errback(fb))
+
+	_, f := listSettled(t, r)
+	require.NotNil(t, f)
+	for _, target := range []error{errListA, errListB, errListC} {
+		assert.ErrorIs(t, f, target)
+	}
+	joined, ok := errors.Unwrap(f).(interface{ Unwrap() []error })
+	require.True(t, ok, "Race's failure must wrap an errors.Join: %T", errors.Unwrap(f))
+	assert.Equal(t, []error{fa, fb, fc}, joined.Unwrap())
+}
+
+func TestRaceNoInputsFailsAtOnce(t *testing.T) {
+	r := Race[int]()
+	require.True(t, r.Called())
+	_, f := listSettled(t, r)
+	assert.ErrorIs(t, f, ErrNoInputs)
+}
+
+func TestRaceAlreadyFiredInputWins(t *testing.T) {
+	var na, nc int
+	a, c := listCancellable(&na), listCancellable(&nc)
+	r := Race(a, Fail[int](errListA), Succeed(5), c, Succeed(6))
+	require.True(t, r.Called())
+	v, _ := listSettled(t, r)
+	assert.Equal(t, Indexed[int]{Index: 2, Value: 5}, v)
+	assert.Equal(t, 1, na)
+	assert.Equal(t, 1, nc)
+}
+
+func TestRaceCancelCancelsPendingInputs(t *testing.T) {
+	var na, nb int
+	a, b := listCancellable(&na), listCancellable(&nb)
+	r := Race(a, b, Fail[int](errListA))
+	r.Cancel()
+	assert.Equal(t, 1, na)
+	assert.Equal(t, 1, nb)
+	_, f := listSettled(t, r)
+	require.ErrorIs(t, f, ErrCancelled)
+	require.ErrorIs(t, f, errListA)
+
+	// A canceller that makes its input succeed wins the race.
+	w := NewWithCanceller(func(d *Deferred[int]) { _ = d.Callback(9) })
+	r = Race(New[int](), w)
+	r.Cancel()
+	v, f := listSettled(t, r)
+	require.Nil(t, f)
+	assert.Equal(t, Indexed[int]{Index: 1, Value: 9}, v)
+}
+
+func TestRaceLoserSuccessDoesNotChangeTheWinner(t *testing.T) {
+	a := New[int]()
+	late := NewWithCanceller(func(d *Deferred[int]) { _ = d.Callback(9) })
+	r := Race(a, late)
+	require.NoError(t, a.Callback(1))
+	v, _ := listSettled(t, r)
+	assert.Equal(t, Indexed[int]{Index: 0, Value: 1}, v)
+	got, _ := listSettled(t, late)
+	assert.Equal(t, 9, got, "a loser's value passes on down its chain")
+}
+
+func TestRaceCancelledLosersAreNotReported(t *testing.T) {
+	w := listWatchUnhandled(t)
+	func() {
+		a, b, c := New[int](), New[int](), New[int]()
+		Race(a, b, c)
+		require.NoError(t, a.Errback(errListA))
+		require.NoError(t, b.Callback(1))
+	}()
+	w.collect(t)
+	assert.Zero(t, w.count(ErrCancelled), "a loser's cancellation was reported")
+	assert.Zero(t, w.count(errListA), "a loser's failure was reported")
+}
+
+func TestRaceRepeatedInputWinsWithItsFirstPosition(t *testing.T) {
+	a, b := New[int](), New[int]()
+	r := Race(b, a, a)
+	require.NoError(t, a.Callback(3))
+	v, _ := listSettled(t, r)
+	assert.Equal(t, Indexed[int]{Index: 1, Value: 3}, v)
+
+	a = New[int]()
+	r = Race(a, a)
+	require.NoError(t, a.Errback(errListA))
+	_, f := listSettled(t, r)
+	require.ErrorIs(t, f, errListA)
+	joined := errors.Unwrap(f).(interface{ Unwrap() []error }).Unwrap()
+	assert.Len(t, joined, 1, "one input, one failure")
+}
+
+func TestRaceConcurrentFiring(t *testing.T) {
+	const n = 200
+	ds := make([]*Deferred[int], n)
+	for i := range ds {
+		ds[i] = New[int]()
+	}
+	r := Race(ds...)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, d := range ds {
+		wg.Go(func() {
+			<-start
+			if i%2 == 0 {
+				_ = d.Errback(errListA) // a loser may have been cancelled already
+			} else {
+				_ = d.Callback(i * 10)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	v, f := listSettled(t, r)
+	require.Nil(t, f)
+	require.Equal(t, 1, v.Index%2, "input %d failed, it cannot win", v.Index)
+	require.Equal(t, v.Index*10, v.Value)
+	for _, d := range ds {
+		require.True(t, d.Called())
+	}
+	// All fail, concurrently.
+	for i := range ds {
+		ds[i] = New[int]()
+	}
+	r = Race(ds...)
+	start = make(chan struct{})
+	for i, d := range ds {
+		wg.Go(func() {
+			<-start
+			assert.NoError(t, d.Errback(fmt.Errorf("input %d: %w", i, errListA)))
+		})
+	}
+	close(start)
+	wg.Wait()
+	_, f = listSettled(t, r)
+	require.NotNil(t, f)
+	joined := errors.Unwrap(f).(interface{ Unwrap() []error }).Unwrap()
+	require.Len(t, joined, n)
+	for i, err := range joined {
+		require.True(t, strings.HasPrefix(err.Error(), fmt.Sprintf("input %d:", i)), err.Error())
+	}
+}
+
+// BenchmarkGatherPending measures Gather over 1,000 pending inputs:
+// creating them, the call, then firing every input.
+func BenchmarkGatherPending(b *testing.B) {
+	const n = 1000
+	ds := make([]*Deferred[int], n)
+	b.ReportAllocs()
+	for b.Loop() {
+		for i := range ds {
+			ds[i] = New[int]()
+		}
+		g := Gather(ds...)
+		for i, d := range ds {
+			_ = d.Callback(i)
+		}
+		if !g.Called() {
+			b.Fatal("Gather did not fire")
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/input")
+}
