@@ -194,6 +194,11 @@ func runStage[T any](st *stage[T], v T, f *Failure) (rv T, rf *Failure, inner *D
 		}
 	}
 	if err != nil {
+		if f, ok := err.(*Failure); ok && f == nil {
+			// AddBoth's natural pass-through returns its nil *Failure on
+			// success: a typed nil means no failure, not a mystery error.
+			return rv, nil, inner
+		}
 		var zero T
 		return zero, failureOf(err), nil
 	}

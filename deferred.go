@@ -245,8 +245,9 @@ func (d *Deferred[T]) AddErrback(eb func(*Failure) (T, error)) *Deferred[T] {
 }
 
 // AddBoth adds f as both callback and errback: it gets the value and a nil
-// *Failure, or the zero value and the failure. It returns d and panics if f
-// is nil.
+// *Failure, or the zero value and the failure. Returning that nil *Failure
+// as the error counts as success, so `return v, f` passes any result on.
+// AddBoth returns d and panics if f is nil.
 func (d *Deferred[T]) AddBoth(f func(T, *Failure) (T, error)) *Deferred[T] {
 	if f == nil {
 		panic("deferred: AddBoth called with a nil function")

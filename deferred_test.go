@@ -761,7 +761,7 @@ func TestCoreCancellerRunsAtMostOnce(t *testing.T) {
 	})
 }
 
-type coreToken struct{ buf [64]byte }
+type coreToken struct{ _ [64]byte }
 
 // coreWithTrackedCanceller returns a Deferred whose canceller holds the
 // only strong reference to an object, and a weak pointer to that object.

@@ -41,15 +41,10 @@ func NewFailure(err error) *Failure {
 // is the firing loop's, since the stage's own frame is gone by then.
 func failureOf(err error) *Failure {
 	if f, ok := err.(*Failure); ok {
-		if f == nil {
-			return &Failure{err: errNilFailure, pcs: callers(3)}
-		}
 		return f
 	}
 	return &Failure{err: err, pcs: callers(3)}
 }
-
-var errNilFailure = errors.New("deferred: a stage returned a nil *Failure as its error")
 
 // PanicError is the error inside a Failure made from a recovered panic
 // whose value is not itself an error. Its Value is the panic value.

@@ -1,0 +1,199 @@
+package deferred
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// awaitReports installs an unhandled-failure handler that records the
+// failures matching watched, and restores the previous one at the end.
+type awaitReports struct {
+	mu      sync.Mutex
+	watched []error
+	got     []error
+}
+
+func awaitWatchUnhandled(t *testing.T, watched ...error) *awaitReports {
+	r := &awaitReports{watched: watched}
+	prev := SetUnhandledHandler(func(f *Failure) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for _, w := range r.watched {
+			if errors.Is(f, w) {
+				r.got = append(r.got, w)
+			}
+		}
+	})
+	t.Cleanup(func() { SetUnhandledHandler(prev) })
+	return r
+}
+
+func (r *awaitReports) reported(err error) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, g := range r.got {
+		if g == err {
+			return true
+		}
+	}
+	return false
+}
+
+// settle drops two canaries with unhandled failures, one after the other,
+// and collects garbage until both are reported, so that the cleanups of
+// Deferreds dropped before them have had their turn.
+func (r *awaitReports) settle(t *testing.T) {
+	for range 2 {
+		canary := errors.New("await canary")
+		r.mu.Lock()
+		r.watched = append(r.watched, canary)
+		r.mu.Unlock()
+		awaitDropFailed(canary)
+		deadline := time.Now().Add(30 * time.Second) // a guard, not a timing assertion
+		for !r.reported(canary) {
+			require.True(t, time.Now().Before(deadline), "the canary was never reported")
+			runtime.GC()
+			runtime.Gosched()
+		}
+	}
+}
+
+//go:noinline
+func awaitDropFailed(err error) { _ = Fail[int](err) }
+
+func TestAwaitReturnsValue(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		d := Later(2*time.Second, func() (int, error) { return 42, nil })
+		v, err := d.Await(t.Context())
+		require.NoError(t, err)
+		assert.Equal(t, 42, v)
+		assert.Equal(t, 2*time.Second, time.Since(start), "Await did not block until the result")
+	})
+}
+
+func TestAwaitFailedDeferredReturnsTheFailure(t *testing.T) {
+	errBoom := errors.New("boom")
+	d := New[int]()
+	go func() { _ = d.Errback(errBoom) }()
+	v, err := d.Await(context.Background())
+	require.Error(t, err)
+	assert.Zero(t, v)
+	assert.ErrorIs(t, err, errBoom)
+	var f *Failure
+	require.ErrorAs(t, err, &f)
+	assert.Same(t, err, error(f), "Await returned a wrapper, not the *Failure")
+}
+
+func TestAwaitConsumesResult(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		d := Succeed(5)
+		if fail {
+			d = Fail[int](errors.New("x"))
+		}
+		_, _ = d.Await(context.Background())
+		fired, v, f := timeCapture(d).get()
+		require.True(t, fired)
+		assert.Nil(t, f, "the chain still holds the failure after Await")
+		assert.Zero(t, v, "the chain still holds the value after Await")
+	}
+}
+
+func TestAwaitFailureIsNotReportedUnhandled(t *testing.T) {
+	errAwaited := errors.New("awaited failure")
+	reports := awaitWatchUnhandled(t, errAwaited, ErrCancelled)
+	func() {
+		d := New[int]()
+		go func() { _ = d.Errback(errAwaited) }()
+		_, err := d.Await(context.Background())
+		require.ErrorIs(t, err, errAwaited)
+
+		// Await gave up on ctx: the cancellation's failure is consumed too.
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, err = New[int]().Await(ctx)
+		require.ErrorIs(t, err, context.Canceled)
+	}()
+	reports.settle(t)
+	assert.False(t, reports.reported(errAwaited), "a failure Await returned was reported as unhandled")
+	assert.False(t, reports.reported(ErrCancelled), "the cancellation after Await gave up was reported as unhandled")
+}
+
+func TestAwaitContextEndCancelsDeferred(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var cancels atomic.Int32
+		d := NewWithCanceller(func(*Deferred[int]) { cancels.Add(1) })
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		start := time.Now()
+		v, err := d.Await(ctx)
+		assert.Equal(t, time.Second, time.Since(start))
+		assert.Zero(t, v)
+		assert.Equal(t, context.DeadlineExceeded, err, "Await returns ctx.Err() itself")
+		assert.Equal(t, int32(1), cancels.Load())
+		fired, _, f := timeCapture(d).get()
+		require.True(t, fired)
+		assert.Nil(t, f, "Await left the cancellation's failure in the chain")
+	})
+}
+
+func TestAwaitContextEndDoesNotWaitForPausedChain(t *testing.T) {
+	d := New[int]()
+	d.Pause()
+	require.NoError(t, d.Callback(1))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := d.Await(ctx)
+	require.ErrorIs(t, err, context.Canceled)
+
+	// The stage Await added still takes the result once the chain goes on.
+	d.Unpause()
+	fired, v, f := timeCapture(d).get()
+	require.True(t, fired)
+	assert.Nil(t, f)
+	assert.Zero(t, v)
+}
+
+func TestAwaitResultWinsOverEndedContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	v, err := Succeed(3).Await(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 3, v)
+}
+
+func TestAwaitFromManyGoroutinesOnDifferentDeferreds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var wg sync.WaitGroup
+		sum := atomic.Int64{}
+		for i := range 50 {
+			wg.Go(func() {
+				d := Later(time.Duration(i)*time.Millisecond, func() (int, error) { return i, nil })
+				v, err := d.Await(t.Context())
+				assert.NoError(t, err)
+				sum.Add(int64(v))
+			})
+		}
+		wg.Wait()
+		assert.Equal(t, int64(49*50/2), sum.Load())
+	})
+}
+
+func TestAwaitMisusePanics(t *testing.T) {
+	require.PanicsWithValue(t, "deferred: Await called with a nil context.Context", func() {
+		//lint:ignore SA1012 the nil context is the point
+		_, _ = New[int]().Await(nil)
+	})
+	d := New[int]()
+	Then(d, func(int) (int, error) { return 0, nil })
+	require.PanicsWithValue(t, handedOverMessage("Await"), func() { _, _ = d.Await(context.Background()) })
+}

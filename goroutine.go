@@ -1,0 +1,57 @@
+package deferred
+
+import (
+	"context"
+	"sync/atomic"
+)
+
+// Go calls f in a new goroutine with a child context of ctx and returns a
+// Deferred that fires with f's result: its value, its error as a Failure,
+// or the Failure of its panic. When f returns, the Deferred's chain runs on
+// f's goroutine, which then ends.
+//
+// Cancelling the Deferred cancels f's context and fails the Deferred with
+// ErrCancelled at once, running the chain on the goroutine that called
+// Cancel; the result f returns afterwards is dropped. Go does not wait for
+// f: f should return soon after its context is done. Go panics if ctx or f
+// is nil.
+func Go[T any](ctx context.Context, f func(context.Context) (T, error)) *Deferred[T] {
+	if ctx == nil {
+		panic("deferred: Go called with a nil context.Context")
+	}
+	if f == nil {
+		panic("deferred: Go called with a nil function")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var cancelled atomic.Bool
+	d := NewWithCanceller(func(*Deferred[T]) {
+		// Set before cancel: f's result, once f has seen its context end,
+		// must not beat Cancel's ErrCancelled to d.
+		cancelled.Store(true)
+		cancel()
+	})
+	go func() {
+		defer cancel()
+		v, fl := callContext(ctx, f)
+		if !cancelled.Load() {
+			settleResult(d, v, fl)
+		}
+	}()
+	return d
+}
+
+// callContext calls f, turning a panic into a Failure.
+func callContext[T any](ctx context.Context, f func(context.Context) (T, error)) (T, *Failure) {
+	v, fl, _ := runStage(&stage[T]{cb: func(T) (T, error) { return f(ctx) }}, zeroOf[T](), nil)
+	return v, fl
+}
+
+// settleResult fires d with f's result. If a Cancel got there first, d
+// refuses it and the result is dropped.
+func settleResult[T any](d *Deferred[T], v T, fl *Failure) {
+	if fl != nil {
+		_ = d.Errback(fl)
+		return
+	}
+	_ = d.Callback(v)
+}

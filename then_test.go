@@ -1,0 +1,495 @@
+package deferred
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// thenStackDepth returns how many frames the calling goroutine has, capped
+// at the buffer size: a recursive firing loop shows up as a deep stack.
+func thenStackDepth() int {
+	var buf [4096]uintptr
+	return runtime.Callers(0, buf[:])
+}
+
+// thenRequireHandedOverPanic runs f and requires a misuse panic that starts
+// with "deferred: ", names method and says the chain was handed over.
+func thenRequireHandedOverPanic(t *testing.T, method string, f func()) {
+	t.Helper()
+	var recovered any
+	func() {
+		defer func() { recovered = recover() }()
+		f()
+	}()
+	require.NotNil(t, recovered, "%s on the old handle must panic", method)
+	msg := fmt.Sprint(recovered)
+	assert.True(t, strings.HasPrefix(msg, "deferred: "), "%s: message %q must start with \"deferred: \"", method, msg)
+	assert.Contains(t, msg, "handed over", "%s: message must name the misuse", method)
+	assert.Contains(t, msg, method, "%s: message must name the method", method)
+}
+
+func TestThenOldHandlePanicsOnUse(t *testing.T) {
+	cb := func(v int) (int, error) { return v, nil }
+	eb := func(f *Failure) (int, error) { return 0, f }
+	uses := []struct {
+		method string
+		use    func(d *Deferred[int])
+	}{
+		{"AddCallback", func(d *Deferred[int]) { d.AddCallback(cb) }},
+		{"AddErrback", func(d *Deferred[int]) { d.AddErrback(eb) }},
+		{"AddBoth", func(d *Deferred[int]) { d.AddBoth(func(v int, _ *Failure) (int, error) { return v, nil }) }},
+		{"AddCallbacks", func(d *Deferred[int]) { d.AddCallbacks(cb, eb) }},
+		{"AddCallbackDeferred", func(d *Deferred[int]) { d.AddCallbackDeferred(func(v int) *Deferred[int] { return Succeed(v) }) }},
+		{"AddErrbackDeferred", func(d *Deferred[int]) { d.AddErrbackDeferred(func(f *Failure) *Deferred[int] { return Succeed(0) }) }},
+		{"Chain", func(d *Deferred[int]) { d.Chain(New[int]()) }},
+		{"Then", func(d *Deferred[int]) { Then(d, func(v int) (string, error) { return "", nil }) }},
+		{"ThenDeferred", func(d *Deferred[int]) {
+			ThenDeferred(d, func(v int) *Deferred[string] { return Succeed("") })
+		}},
+	}
+	for _, handOver := range []string{"Then", "ThenDeferred"} {
+		for _, u := range uses {
+			t.Run(handOver+"/"+u.method, func(t *testing.T) {
+				d := New[int]()
+				if handOver == "Then" {
+					Then(d, func(v int) (string, error) { return "", nil })
+				} else {
+					ThenDeferred(d, func(v int) *Deferred[string] { return Succeed("") })
+				}
+				thenRequireHandedOverPanic(t, u.method, func() { u.use(d) })
+			})
+		}
+	}
+}
+
+func TestThenOldHandleCallbackFiresChain(t *testing.T) {
+	d := New[int]()
+	var seen []string
+	d.AddCallback(func(v int) (int, error) {
+		seen = append(seen, "before")
+		return v * 2, nil
+	})
+	u := Then(d, func(v int) (string, error) {
+		seen = append(seen, "then")
+		return fmt.Sprint(v), nil
+	})
+	var got string
+	u.AddCallback(func(s string) (string, error) {
+		got = s
+		return s, nil
+	})
+	require.Empty(t, seen, "nothing runs before the source fires")
+
+	require.NoError(t, d.Callback(21))
+	assert.Equal(t, []string{"before", "then"}, seen)
+	assert.Equal(t, "42", got)
+	assert.ErrorIs(t, d.Callback(1), ErrAlreadyCalled, "the old handle still fires once")
+}
+
+func TestThenOldHandleErrbackFailsNew(t *testing.T) {
+	boom := errors.New("boom")
+	d := New[int]()
+	called := false
+	u := Then(d, func(v int) (string, error) {
+		called = true
+		return "", nil
+	})
+	var got *Failure
+	u.AddErrback(func(f *Failure) (string, error) {
+		got = f
+		return "", nil
+	})
+	require.NoError(t, d.Errback(boom))
+	assert.False(t, called, "cb must not see a failure")
+	require.NotNil(t, got)
+	assert.ErrorIs(t, got, boom)
+}
+
+func TestThenFailureBeforeThenPassesToNew(t *testing.T) {
+	boom := errors.New("boom")
+	var original *Failure
+	d := New[int]().AddCallback(func(int) (int, error) {
+		original = NewFailure(boom)
+		return 0, original
+	})
+	called := false
+	u := Then(d, func(v int) (string, error) {
+		called = true
+		return "ok", nil
+	})
+	var got *Failure
+	var next bool
+	u.AddCallbacks(func(s string) (string, error) {
+		next = true
+		return s, nil
+	}, func(f *Failure) (string, error) {
+		got = f
+		return "", nil
+	})
+	require.NoError(t, d.Callback(1))
+	assert.False(t, called, "cb is a callback: a failure passes it by")
+	assert.False(t, next, "the new Deferred must fail, not succeed")
+	require.NotNil(t, got)
+	assert.Same(t, original, got, "the failure reaches the new Deferred as the same *Failure")
+	assert.ErrorIs(t, got, boom)
+}
+
+func TestThenCallbackErrorFailsNew(t *testing.T) {
+	boom := errors.New("cb failed")
+	u := Then(Succeed(3), func(v int) (string, error) { return "ignored", boom })
+	var got *Failure
+	var next bool
+	u.AddCallbacks(func(s string) (string, error) {
+		next = true
+		return s, nil
+	}, func(f *Failure) (string, error) {
+		got = f
+		return "", nil
+	})
+	assert.False(t, next)
+	require.NotNil(t, got)
+	assert.ErrorIs(t, got, boom)
+}
+
+func TestThenCallbackPanicFailsNew(t *testing.T) {
+	u := Then(Succeed(3), func(v int) (string, error) { panic("then panicked") })
+	var got *Failure
+	u.AddErrback(func(f *Failure) (string, error) {
+		got = f
+		return "", nil
+	})
+	require.NotNil(t, got)
+	pv, ok := got.PanicValue()
+	assert.True(t, ok)
+	assert.Equal(t, "then panicked", pv)
+}
+
+func TestThenAlreadyFiredSourceRunsNow(t *testing.T) {
+	u := Then(Succeed(5), func(v int) (string, error) { return strings.Repeat("x", v), nil })
+	var got string
+	u.AddCallback(func(s string) (string, error) {
+		got = s
+		return s, nil
+	})
+	assert.Equal(t, "xxxxx", got)
+}
+
+func TestThenDeferredWaitsForPendingInner(t *testing.T) {
+	d := New[int]()
+	inner := New[string]()
+	var gotArg int
+	u := ThenDeferred(d, func(v int) *Deferred[string] {
+		gotArg = v
+		return inner
+	})
+	var got string
+	ran := false
+	u.AddCallback(func(s string) (string, error) {
+		ran = true
+		got = s
+		return s, nil
+	})
+
+	require.NoError(t, d.Callback(7))
+	assert.Equal(t, 7, gotArg)
+	assert.False(t, ran, "the new Deferred waits for the returned one")
+	assert.Contains(t, u.String(), "waiting", "the new Deferred says what it waits on")
+
+	require.NoError(t, inner.Callback("inner"))
+	assert.True(t, ran)
+	assert.Equal(t, "inner", got)
+}
+
+func TestThenDeferredAlreadyFiredInner(t *testing.T) {
+	u := ThenDeferred(Succeed(2), func(v int) *Deferred[string] {
+		return Succeed(fmt.Sprintf("got %d", v))
+	})
+	var got string
+	u.AddCallback(func(s string) (string, error) {
+		got = s
+		return s, nil
+	})
+	assert.Equal(t, "got 2", got)
+}
+
+func TestThenDeferredInnerFailureFailsNew(t *testing.T) {
+	boom := errors.New("inner failed")
+	for name, mk := range map[string]func() (*Deferred[string], func()){
+		"pending": func() (*Deferred[string], func()) {
+			inner := New[string]()
+			return inner, func() { require.NoError(t, inner.Errback(boom)) }
+		},
+		"already failed": func() (*Deferred[string], func()) {
+			return Fail[string](boom), func() {}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			inner, fire := mk()
+			u := ThenDeferred(Succeed(1), func(int) *Deferred[string] { return inner })
+			var got *Failure
+			var next bool
+			u.AddCallbacks(func(s string) (string, error) {
+				next = true
+				return s, nil
+			}, func(f *Failure) (string, error) {
+				got = f
+				return "", nil
+			})
+			fire()
+			assert.False(t, next)
+			require.NotNil(t, got)
+			assert.ErrorIs(t, got, boom)
+		})
+	}
+}
+
+func TestThenDeferredNilInnerFailsNew(t *testing.T) {
+	u := ThenDeferred(Succeed(1), func(int) *Deferred[string] { return nil })
+	var got *Failure
+	u.AddErrback(func(f *Failure) (string, error) {
+		got = f
+		return "", nil
+	})
+	require.NotNil(t, got, "a nil returned Deferred must fail the new one, never succeed")
+	assert.Contains(t, got.Error(), "nil")
+}
+
+func TestThenDeferredFailureBeforeThenPassesToNew(t *testing.T) {
+	boom := errors.New("boom")
+	called := false
+	u := ThenDeferred(Fail[int](boom), func(int) *Deferred[string] {
+		called = true
+		return Succeed("")
+	})
+	var got *Failure
+	u.AddErrback(func(f *Failure) (string, error) {
+		got = f
+		return "", nil
+	})
+	assert.False(t, called)
+	require.NotNil(t, got)
+	assert.ErrorIs(t, got, boom)
+}
+
+func TestThenCancelCancelsSource(t *testing.T) {
+	cancellerRan := 0
+	src := NewWithCanceller(func(*Deferred[int]) { cancellerRan++ })
+	cbRan := false
+	u := Then(src, func(v int) (string, error) {
+		cbRan = true
+		return "", nil
+	})
+	var got *Failure
+	u.AddErrback(func(f *Failure) (string, error) {
+		got = f
+		return "", nil
+	})
+
+	u.Cancel()
+	assert.Equal(t, 1, cancellerRan, "cancelling the new Deferred runs the source's canceller")
+	assert.True(t, src.Called(), "the source is cancelled")
+	assert.False(t, cbRan)
+	require.NotNil(t, got, "the new Deferred fails")
+	assert.ErrorIs(t, got, ErrCancelled)
+
+	u.Cancel()
+	assert.Equal(t, 1, cancellerRan, "the canceller runs at most once")
+}
+
+func TestThenDeferredCancelCancelsSource(t *testing.T) {
+	cancellerRan := 0
+	src := NewWithCanceller(func(*Deferred[int]) { cancellerRan++ })
+	u := ThenDeferred(src, func(v int) *Deferred[string] { return Succeed("") })
+	var got *Failure
+	u.AddErrback(func(f *Failure) (string, error) {
+		got = f
+		return "", nil
+	})
+	u.Cancel()
+	assert.Equal(t, 1, cancellerRan)
+	require.NotNil(t, got)
+	assert.ErrorIs(t, got, ErrCancelled)
+}
+
+// TestChainValue pins Twisted's chainDeferred: other gets the value, and d
+// goes on with None — here the zero value, on the callback side.
+func TestChainValue(t *testing.T) {
+	d := New[int]()
+	other := New[int]()
+	var otherGot []int
+	other.AddCallback(func(v int) (int, error) {
+		otherGot = append(otherGot, v)
+		return v, nil
+	})
+	var dGot []int
+	var dFailed bool
+	d.Chain(other).AddCallbacks(func(v int) (int, error) {
+		dGot = append(dGot, v)
+		return v, nil
+	}, func(f *Failure) (int, error) {
+		dFailed = true
+		return 0, nil
+	})
+	require.NoError(t, d.Callback(5))
+	assert.Equal(t, []int{5}, otherGot)
+	assert.Equal(t, []int{0}, dGot, "d continues with the zero value (Twisted: None)")
+	assert.False(t, dFailed)
+	assert.True(t, other.Called())
+}
+
+func TestChainFailure(t *testing.T) {
+	boom := errors.New("boom")
+	d := New[string]()
+	other := New[string]()
+	var otherGot *Failure
+	other.AddErrback(func(f *Failure) (string, error) {
+		otherGot = f
+		return "", nil
+	})
+	var dGot []string
+	var dFailed bool
+	d.Chain(other).AddCallbacks(func(v string) (string, error) {
+		dGot = append(dGot, v)
+		return v, nil
+	}, func(f *Failure) (string, error) {
+		dFailed = true
+		return "", nil
+	})
+	sent := NewFailure(boom)
+	require.NoError(t, d.Errback(sent))
+	require.NotNil(t, otherGot)
+	assert.Same(t, sent, otherGot, "other gets d's failure itself")
+	assert.Equal(t, []string{""}, dGot, "d continues with the zero value and no failure (Twisted: None)")
+	assert.False(t, dFailed)
+}
+
+func TestChainAlreadyFiredOtherFailsChain(t *testing.T) {
+	d := New[int]()
+	other := Succeed(1)
+	var dGot *Failure
+	d.Chain(other).AddErrback(func(f *Failure) (int, error) {
+		dGot = f
+		return 0, nil
+	})
+	require.NoError(t, d.Callback(5))
+	require.NotNil(t, dGot, "d's chain fails from the Chain stage")
+	assert.ErrorIs(t, dGot, ErrAlreadyCalled)
+
+	var otherGot int
+	other.AddCallback(func(v int) (int, error) {
+		otherGot = v
+		return v, nil
+	})
+	assert.Equal(t, 1, otherGot, "other keeps its own result")
+}
+
+func TestChainAddedAfterFiring(t *testing.T) {
+	d := Succeed(9)
+	other := New[int]()
+	var otherGot int
+	other.AddCallback(func(v int) (int, error) {
+		otherGot = v
+		return v, nil
+	})
+	d.Chain(other)
+	assert.Equal(t, 9, otherGot)
+}
+
+func TestChainNilOrSelfPanics(t *testing.T) {
+	d := New[int]()
+	require.PanicsWithValue(t, "deferred: Chain called with a nil *Deferred", func() { d.Chain(nil) })
+	require.PanicsWithValue(t, "deferred: Chain called with the Deferred itself", func() { d.Chain(d) })
+}
+
+// TestChainMillionIterative links 1,000,000 Deferreds with Chain and fires
+// the first: the last one's callback must run, on a bounded stack.
+func TestChainMillionIterative(t *testing.T) {
+	const n = 1_000_000
+	old := debug.SetMaxStack(64 << 20)
+	defer debug.SetMaxStack(old)
+
+	first := New[int]()
+	startDepth := 0
+	first.AddCallback(func(v int) (int, error) {
+		startDepth = thenStackDepth()
+		return v, nil
+	})
+	prev := first
+	for range n - 1 {
+		next := New[int]()
+		prev.Chain(next)
+		prev = next
+	}
+	got, endDepth := 0, 0
+	prev.AddCallback(func(v int) (int, error) {
+		got = v
+		endDepth = thenStackDepth()
+		return v, nil
+	})
+
+	require.NoError(t, first.Callback(42))
+	assert.Equal(t, 42, got, "the last Deferred's callback gets the value")
+	assert.Less(t, endDepth-startDepth, 50, "the chain must fire in a loop, not by recursion")
+}
+
+// TestThenHundredThousandLong builds 100,000 Then calls, each on the
+// previous result, before firing, and fires the first.
+func TestThenHundredThousandLong(t *testing.T) {
+	const n = 100_000
+	old := debug.SetMaxStack(64 << 20)
+	defer debug.SetMaxStack(old)
+
+	first := New[int]()
+	startDepth := 0
+	first.AddCallback(func(v int) (int, error) {
+		startDepth = thenStackDepth()
+		return v, nil
+	})
+	cur := first
+	for range n {
+		cur = Then(cur, func(v int) (int, error) { return v + 1, nil })
+	}
+	got, endDepth := 0, 0
+	cur.AddCallback(func(v int) (int, error) {
+		got = v
+		endDepth = thenStackDepth()
+		return v, nil
+	})
+
+	require.NoError(t, first.Callback(0))
+	assert.Equal(t, n, got)
+	assert.Less(t, endDepth-startDepth, 50, "Then hand-overs must run in a loop, not by recursion")
+}
+
+func TestThenDeferredHundredThousandLong(t *testing.T) {
+	const n = 100_000
+	old := debug.SetMaxStack(64 << 20)
+	defer debug.SetMaxStack(old)
+
+	first := New[int]()
+	startDepth := 0
+	first.AddCallback(func(v int) (int, error) {
+		startDepth = thenStackDepth()
+		return v, nil
+	})
+	cur := first
+	for range n {
+		cur = ThenDeferred(cur, func(v int) *Deferred[int] { return Succeed(v + 1) })
+	}
+	got, endDepth := 0, 0
+	cur.AddCallback(func(v int) (int, error) {
+		got = v
+		endDepth = thenStackDepth()
+		return v, nil
+	})
+	require.NoError(t, first.Callback(0))
+	assert.Equal(t, n, got)
+	assert.Less(t, endDepth-startDepth, 50, "ThenDeferred hand-overs must run in a loop, not by recursion")
+}

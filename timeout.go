@@ -1,0 +1,154 @@
+package deferred
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// ErrTimeout is matched (errors.Is) by the failure of a Deferred that
+// AddTimeout cancelled because its result did not come in time. It replaces
+// the ErrCancelled failure of that cancellation, as Twisted's addTimeout
+// turns CancelledError into TimeoutError.
+var ErrTimeout = errors.New("deferred: timed out")
+
+// AddTimeout cancels d if its chain has not reached this point when timeout
+// has passed, and turns the failure of that cancellation, if it matches
+// ErrCancelled, into one that matches ErrTimeout. It is Twisted's
+// addTimeout: it adds a stage at this point of the chain, so a result that
+// gets here in time stops the timer and passes unchanged (even a failure
+// matching ErrCancelled that the timer did not cause), and the timeout also
+// covers a Deferred that an earlier stage waits for, which Cancel cancels.
+// If d's canceller fires d with a value, or with another failure, that
+// result passes unchanged.
+//
+// When the timeout passes first, Cancel and the chain after it run on the
+// timer's goroutine. A zero timeout times d out at once, on the calling
+// goroutine, unless its chain has already reached this point. AddTimeout
+// returns d. It panics if timeout is negative, or if d's chain was handed
+// over by Then or ThenDeferred.
+func (d *Deferred[T]) AddTimeout(timeout time.Duration) *Deferred[T] {
+	if timeout < 0 {
+		panic(fmt.Sprintf("deferred: AddTimeout called with a negative timeout (%v)", timeout))
+	}
+	t := &timeoutGuard[T]{d: d}
+	// The stage goes in first: if d has fired, it runs now and there is no
+	// timer to start.
+	d.add(stage[T]{both: func(v T, f *Failure) (T, error) {
+		timedOut := t.reached()
+		switch {
+		case f == nil:
+			return v, nil
+		case timedOut && errors.Is(f, ErrCancelled):
+			return zeroOf[T](), fmt.Errorf("%w after %v", ErrTimeout, timeout)
+		}
+		return v, f
+	}}, "AddTimeout")
+
+	t.mu.Lock()
+	if t.state != timeoutPending {
+		t.mu.Unlock()
+		return d
+	}
+	if timeout == 0 {
+		t.mu.Unlock()
+		t.expire()
+		return d
+	}
+	t.timer = afterFunc(timeout, t.expire)
+	t.mu.Unlock()
+	return d
+}
+
+// afterFunc is time.AfterFunc; tests replace it to check that timers stop.
+var afterFunc = time.AfterFunc
+
+// A timeoutGuard settles the race between AddTimeout's timer and d's chain
+// reaching AddTimeout's stage.
+type timeoutGuard[T any] struct {
+	d *Deferred[T]
+
+	mu     sync.Mutex
+	state  timeoutState
+	timer  *time.Timer
+	paused bool // the stage paused d until the timer's Cancel returns
+}
+
+type timeoutState int
+
+const (
+	timeoutPending timeoutState = iota // neither side has won yet
+	timeoutFiring                      // the timer won and is cancelling d
+	timeoutExpired                     // the timer won and has cancelled d
+	timeoutBeaten                      // the chain reached the stage first
+)
+
+// reached is called by the stage and reports whether the timer won.
+func (t *timeoutGuard[T]) reached() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch t.state {
+	case timeoutPending:
+		t.state = timeoutBeaten
+		if t.timer != nil {
+			t.timer.Stop()
+		}
+		return false
+	case timeoutFiring:
+		// The timer's Cancel has not returned: stop the chain after this
+		// stage, or Cancel could cancel a Deferred that a later stage
+		// waits for, which the timeout does not cover.
+		t.paused = true
+		t.d.Pause()
+	}
+	return true
+}
+
+// expire is the timer's side: cancel d unless its chain got there first.
+func (t *timeoutGuard[T]) expire() {
+	t.mu.Lock()
+	if t.state != timeoutPending {
+		t.mu.Unlock()
+		return
+	}
+	t.state = timeoutFiring
+	t.mu.Unlock()
+
+	t.d.Cancel()
+
+	t.mu.Lock()
+	t.state = timeoutExpired
+	paused := t.paused
+	t.paused = false
+	t.mu.Unlock()
+	if paused {
+		t.d.Unpause()
+	}
+}
+
+// Later returns a Deferred that fires with f's result once delay has
+// passed: f's value, its error as a Failure, or the Failure of its panic.
+// It is Twisted's deferLater: f runs as the Deferred's first stage, on the
+// timer's goroutine, which then runs the rest of the chain. A zero delay
+// runs f as soon as possible, on a timer goroutine, never on the calling
+// one.
+//
+// Cancelling the Deferred before the delay has passed stops the timer: f
+// never runs and the Deferred fails with ErrCancelled. Cancel has no effect
+// once f has started. Later panics if delay is negative or f is nil.
+func Later[T any](delay time.Duration, f func() (T, error)) *Deferred[T] {
+	if delay < 0 {
+		panic(fmt.Sprintf("deferred: Later called with a negative delay (%v)", delay))
+	}
+	if f == nil {
+		panic("deferred: Later called with a nil function")
+	}
+	var timer *time.Timer
+	d := NewWithCanceller(func(*Deferred[T]) { timer.Stop() })
+	d.AddCallback(func(T) (T, error) { return f() })
+	// If Cancel wins a race with the timer, this Callback is refused and f
+	// does not run.
+	timer = afterFunc(delay, func() { _ = d.Callback(zeroOf[T]()) })
+	return d
+}

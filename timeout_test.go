@@ -1,0 +1,390 @@
+package deferred
+
+import (
+	"errors"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// timeOutcome records what reaches the end of a chain, from any goroutine.
+type timeOutcome[T any] struct {
+	mu    sync.Mutex
+	fired bool
+	value T
+	fail  *Failure
+}
+
+// timeCapture adds a last stage to d that records its result and consumes
+// it, so no failure of the test is reported as unhandled.
+func timeCapture[T any](d *Deferred[T]) *timeOutcome[T] {
+	o := new(timeOutcome[T])
+	d.AddBoth(func(v T, f *Failure) (T, error) {
+		o.mu.Lock()
+		o.fired, o.value, o.fail = true, v, f
+		o.mu.Unlock()
+		return zeroOf[T](), nil
+	})
+	return o
+}
+
+func (o *timeOutcome[T]) get() (fired bool, v T, f *Failure) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.fired, o.value, o.fail
+}
+
+// timeWatchTimers makes the package's timers visible to the test, to check
+// that they are stopped.
+func timeWatchTimers(t *testing.T) func() []*time.Timer {
+	var (
+		mu     sync.Mutex
+		timers []*time.Timer
+	)
+	old := afterFunc
+	afterFunc = func(d time.Duration, f func()) *time.Timer {
+		tm := time.AfterFunc(d, f)
+		mu.Lock()
+		timers = append(timers, tm)
+		mu.Unlock()
+		return tm
+	}
+	t.Cleanup(func() { afterFunc = old })
+	return func() []*time.Timer {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]*time.Timer(nil), timers...)
+	}
+}
+
+func TestTimeoutPendingDeferredFailsWithErrTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		d := New[int]()
+		require.Same(t, d, d.AddTimeout(5*time.Second))
+		out := timeCapture(d)
+
+		time.Sleep(5*time.Second - time.Nanosecond)
+		synctest.Wait()
+		fired, _, _ := out.get()
+		require.False(t, fired, "timed out early")
+
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		fired, _, f := out.get()
+		require.True(t, fired)
+		require.NotNil(t, f)
+		assert.ErrorIs(t, f, ErrTimeout)
+		assert.NotErrorIs(t, f, ErrCancelled)
+		assert.Contains(t, f.Error(), "5s")
+
+		// The producer did not hear of the cancellation: its late firing
+		// passes quietly, as after any Cancel.
+		assert.NoError(t, d.Callback(1))
+	})
+}
+
+func TestTimeoutFiringInTimeStopsTheTimer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		timers := timeWatchTimers(t)
+		d := New[int]().AddTimeout(5 * time.Second)
+		require.Len(t, timers(), 1)
+
+		time.Sleep(3 * time.Second)
+		require.NoError(t, d.Callback(7))
+		// Stop reports false: the timer was already stopped, not expired.
+		assert.False(t, timers()[0].Stop(), "the timer still runs after d fired in time")
+
+		// A stage after the timeout waits for an inner Deferred: the
+		// timeout's time passing must not cancel it.
+		var innerCancelled atomic.Bool
+		inner := NewWithCanceller(func(*Deferred[int]) { innerCancelled.Store(true) })
+		d.AddCallbackDeferred(func(int) *Deferred[int] { return inner })
+		out := timeCapture(d)
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		assert.False(t, innerCancelled.Load())
+
+		require.NoError(t, inner.Callback(8))
+		fired, v, f := out.get()
+		require.True(t, fired)
+		assert.Nil(t, f)
+		assert.Equal(t, 8, v)
+	})
+}
+
+func TestTimeoutOnFiredDeferredStartsNoTimer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		timers := timeWatchTimers(t)
+		d := Succeed(3).AddTimeout(time.Second)
+		assert.Empty(t, timers())
+		fired, v, f := timeCapture(d).get()
+		require.True(t, fired)
+		assert.Nil(t, f)
+		assert.Equal(t, 3, v)
+	})
+}
+
+func TestTimeoutCancellerValueWins(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		d := NewWithCanceller(func(d *Deferred[string]) { _ = d.Callback("from canceller") })
+		out := timeCapture(d.AddTimeout(time.Second))
+		time.Sleep(time.Second)
+		synctest.Wait()
+		fired, v, f := out.get()
+		require.True(t, fired)
+		assert.Nil(t, f)
+		assert.Equal(t, "from canceller", v)
+	})
+}
+
+func TestTimeoutCancellerOtherFailurePasses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		errOwn := errors.New("canceller's own error")
+		d := NewWithCanceller(func(d *Deferred[int]) { _ = d.Errback(errOwn) })
+		out := timeCapture(d.AddTimeout(time.Second))
+		time.Sleep(time.Second)
+		synctest.Wait()
+		fired, _, f := out.get()
+		require.True(t, fired)
+		require.NotNil(t, f)
+		assert.ErrorIs(t, f, errOwn)
+		assert.NotErrorIs(t, f, ErrTimeout)
+	})
+}
+
+func TestTimeoutCancellationNotByTheTimerStaysCancelled(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		timers := timeWatchTimers(t)
+		d := New[int]().AddTimeout(5 * time.Second)
+		out := timeCapture(d)
+		time.Sleep(time.Second)
+		d.Cancel()
+		fired, _, f := out.get()
+		require.True(t, fired)
+		assert.ErrorIs(t, f, ErrCancelled)
+		assert.NotErrorIs(t, f, ErrTimeout)
+		assert.False(t, timers()[0].Stop(), "the timer still runs after d was cancelled")
+	})
+}
+
+func TestTimeoutCoversDeferredAnEarlierStageWaitsFor(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		inner := New[int]()
+		d := Succeed(1).AddCallbackDeferred(func(int) *Deferred[int] { return inner })
+		out := timeCapture(d.AddTimeout(2 * time.Second))
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		assert.True(t, inner.Called(), "the timeout did not cancel the inner Deferred")
+		fired, _, f := out.get()
+		require.True(t, fired)
+		assert.ErrorIs(t, f, ErrTimeout)
+	})
+}
+
+func TestTimeoutRunsChainOnTimerGoroutine(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		test := timeGoroutineID()
+		var ran string
+		New[int]().AddTimeout(time.Second).AddErrback(func(*Failure) (int, error) {
+			ran = timeGoroutineID()
+			return 0, nil
+		})
+		time.Sleep(time.Second)
+		synctest.Wait()
+		require.NotEmpty(t, ran)
+		assert.NotEqual(t, test, ran)
+	})
+}
+
+func TestTimeoutZeroTimesOutAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		timers := timeWatchTimers(t)
+		d := New[int]()
+		out := timeCapture(d.AddTimeout(0))
+		// No timer, no waiting: done on the calling goroutine.
+		assert.Empty(t, timers())
+		fired, _, f := out.get()
+		require.True(t, fired)
+		assert.ErrorIs(t, f, ErrTimeout)
+	})
+}
+
+func TestTimeoutZeroOnFiredDeferredPasses(t *testing.T) {
+	fired, v, f := timeCapture(Succeed(4).AddTimeout(0)).get()
+	require.True(t, fired)
+	assert.Nil(t, f)
+	assert.Equal(t, 4, v)
+}
+
+func TestTimeoutNegativePanics(t *testing.T) {
+	require.PanicsWithValue(t, "deferred: AddTimeout called with a negative timeout (-1s)", func() {
+		New[int]().AddTimeout(-time.Second)
+	})
+}
+
+func TestTimeoutOnHandedOverDeferredPanicsAndStartsNoTimer(t *testing.T) {
+	timers := timeWatchTimers(t)
+	d := New[int]()
+	Then(d, func(v int) (string, error) { return "", nil })
+	require.PanicsWithValue(t, handedOverMessage("AddTimeout"), func() { d.AddTimeout(time.Second) })
+	assert.Empty(t, timers())
+}
+
+// The timer may decide to cancel d just as d's producer fires it. The
+// chain then passes the timeout's stage with the producer's result, and
+// the timer's late Cancel must not reach a Deferred that a later stage
+// waits for: the timeout does not cover stages added after it.
+func TestTimeoutRaceWithFiringNeverCancelsLaterStage(t *testing.T) {
+	for range 300 {
+		synctest.Test(t, func(t *testing.T) {
+			d := New[int]().AddTimeout(time.Second)
+			var innerCancelled atomic.Bool
+			inner := NewWithCanceller(func(*Deferred[int]) { innerCancelled.Store(true) })
+			d.AddCallbackDeferred(func(int) *Deferred[int] { return inner })
+			out := timeCapture(d)
+
+			go func() {
+				time.Sleep(time.Second) // wakes with the timer
+				_ = d.Callback(1)
+			}()
+			time.Sleep(time.Second)
+			synctest.Wait()
+
+			require.False(t, innerCancelled.Load(), "the timer cancelled a stage after the timeout")
+			fired, _, f := out.get()
+			if fired {
+				// The timer won outright: d timed out.
+				require.ErrorIs(t, f, ErrTimeout)
+				return
+			}
+			// The producer got there first, wholly or in part.
+			require.NoError(t, inner.Callback(2))
+			fired, v, f := out.get()
+			require.True(t, fired)
+			require.Nil(t, f)
+			require.Equal(t, 2, v)
+		})
+	}
+}
+
+func TestLaterFiresWithResultAfterDelay(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var calls atomic.Int32
+		start := time.Now()
+		var ranAt time.Duration
+		d := Later(3*time.Second, func() (string, error) {
+			calls.Add(1)
+			ranAt = time.Since(start)
+			return "done", nil
+		})
+		out := timeCapture(d)
+
+		time.Sleep(3*time.Second - time.Nanosecond)
+		synctest.Wait()
+		assert.Zero(t, calls.Load(), "f ran before the delay")
+		assert.False(t, d.Called())
+
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		assert.Equal(t, int32(1), calls.Load())
+		assert.Equal(t, 3*time.Second, ranAt)
+		fired, v, f := out.get()
+		require.True(t, fired)
+		assert.Nil(t, f)
+		assert.Equal(t, "done", v)
+	})
+}
+
+func TestLaterErrorAndPanicBecomeFailures(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		errBoom := errors.New("boom")
+		e := timeCapture(Later(time.Second, func() (int, error) { return 0, errBoom }))
+		p := timeCapture(Later(time.Second, func() (int, error) { panic("kaboom") }))
+		time.Sleep(time.Second)
+		synctest.Wait()
+
+		fired, _, f := e.get()
+		require.True(t, fired)
+		assert.ErrorIs(t, f, errBoom)
+
+		fired, _, f = p.get()
+		require.True(t, fired)
+		require.NotNil(t, f)
+		pv, ok := f.PanicValue()
+		assert.True(t, ok)
+		assert.Equal(t, "kaboom", pv)
+	})
+}
+
+func TestLaterCancelStopsTimerAndFNeverRuns(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		timers := timeWatchTimers(t)
+		var calls atomic.Int32
+		d := Later(5*time.Second, func() (int, error) { calls.Add(1); return 1, nil })
+		out := timeCapture(d)
+
+		time.Sleep(2 * time.Second)
+		d.Cancel()
+		fired, _, f := out.get()
+		require.True(t, fired, "Cancel did not fail the Deferred at once")
+		assert.ErrorIs(t, f, ErrCancelled)
+		assert.False(t, timers()[0].Stop(), "Cancel did not stop the timer")
+
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		assert.Zero(t, calls.Load())
+	})
+}
+
+func TestLaterRunsOnTimerGoroutine(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		test := timeGoroutineID()
+		var fOn, chainOn string
+		d := Later(time.Second, func() (int, error) { fOn = timeGoroutineID(); return 0, nil })
+		d.AddCallback(func(int) (int, error) { chainOn = timeGoroutineID(); return 0, nil })
+		time.Sleep(time.Second)
+		synctest.Wait()
+		require.NotEmpty(t, fOn)
+		assert.NotEqual(t, test, fOn)
+		assert.Equal(t, fOn, chainOn)
+	})
+}
+
+func TestLaterZeroDelayRunsOnTimerGoroutineWithoutWaiting(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		release := make(chan struct{})
+		// Were f called inside Later, it would block there for ever and
+		// synctest would report the deadlock.
+		d := Later(0, func() (int, error) { <-release; return 9, nil })
+		out := timeCapture(d)
+		close(release)
+		synctest.Wait()
+		fired, v, f := out.get()
+		require.True(t, fired)
+		assert.Nil(t, f)
+		assert.Equal(t, 9, v)
+		assert.Zero(t, time.Since(start))
+	})
+}
+
+func TestLaterMisusePanics(t *testing.T) {
+	f := func() (int, error) { return 0, nil }
+	require.PanicsWithValue(t, "deferred: Later called with a negative delay (-1ns)", func() { Later(-1, f) })
+	require.PanicsWithValue(t, "deferred: Later called with a nil function", func() { Later[int](time.Second, nil) })
+}
+
+// timeGoroutineID returns the calling goroutine's id, from its stack header.
+func timeGoroutineID() string {
+	var buf [64]byte
+	s := string(buf[:runtime.Stack(buf[:], false)])
+	s = strings.TrimPrefix(s, "goroutine ")
+	return s[:strings.IndexByte(s, ' ')]
+}
