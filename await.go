@@ -27,11 +27,11 @@ func (d *Deferred[T]) Await(ctx context.Context) (T, error) {
 		failure *Failure
 		done    = make(chan struct{})
 	)
-	d.add(stage[T]{both: func(v T, f *Failure) (T, error) {
+	d.add(bothStage(func(v T, f *Failure) (T, error) {
 		value, failure = v, f
 		close(done)
 		return zeroOf[T](), nil
-	}}, "Await")
+	}), "Await")
 
 	select {
 	case <-done:

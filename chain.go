@@ -3,7 +3,35 @@ package deferred
 import (
 	"errors"
 	"fmt"
+	"runtime"
+	"sync/atomic"
 )
+
+// spinLock guards a Deferred's fields. Its critical sections are a few
+// dozen instructions and never run user code, so spinning beats parking;
+// unlocking is a plain atomic store where sync.Mutex needs a second
+// read-modify-write, which is most of the cost of an uncontended chain.
+type spinLock struct{ v atomic.Uint32 }
+
+func (l *spinLock) Lock() {
+	if l.v.CompareAndSwap(0, 1) {
+		return
+	}
+	l.lockSlow()
+}
+
+func (l *spinLock) lockSlow() {
+	for i := 0; ; i++ {
+		if l.v.Load() == 0 && l.v.CompareAndSwap(0, 1) {
+			return
+		}
+		if i >= 16 {
+			runtime.Gosched() // the holder may have been preempted
+		}
+	}
+}
+
+func (l *spinLock) Unlock() { l.v.Store(0) }
 
 // This file holds the stage list and the firing loop: the only place that
 // runs stages. The rules it keeps:
@@ -25,20 +53,31 @@ type node interface {
 	step() (next, resume node)
 }
 
-// stage is one callback/errback pair. Exactly one callback-side field and
-// at most one errback-side field are set; a nil side passes the result on.
+// stage is one callback/errback pair. Each side is nil (pass the result
+// on) or one of
+//
+//	func(T) (T, error) / func(*Failure) (T, error)   AddCallback, AddErrback
+//	func(T) *Deferred[T] / func(*Failure) *Deferred[T] the …Deferred variants
+//	func(T, *Failure) (T, error)                      AddBoth, on both sides
+//	*Deferred[T]                                      Chain, on both sides
+//
+// Two interface words a side keep a stage at 32 bytes, so three fit inline
+// in a Deferred; func values are pointer-shaped and box without allocating.
 type stage[T any] struct {
-	cb    func(T) (T, error)
-	eb    func(*Failure) (T, error)
-	cbd   func(T) *Deferred[T]
-	ebd   func(*Failure) *Deferred[T]
-	both  func(T, *Failure) (T, error)
-	chain *Deferred[T]
+	cb, eb any
 }
 
+func bothStage[T any](f func(T, *Failure) (T, error)) stage[T] { return stage[T]{cb: f, eb: f} }
+
 // drive runs n and everything it leads to.
-func drive(n node) {
+func drive(n node) { driveFrom(n, nil) }
+
+// driveFrom runs next, then r, and everything they lead to.
+func driveFrom(n, r node) {
 	var resume []node
+	if r != nil {
+		resume = append(resume, r)
+	}
 	for {
 		for n != nil {
 			var r node
@@ -59,41 +98,81 @@ func drive(n node) {
 // runnable reports whether d has work the firing loop could do now. d.mu
 // must be held.
 func (d *Deferred[T]) runnable() bool {
-	return d.called && !d.running && d.paused == 0 && d.waiting == nil &&
+	return d.called && !d.running && d.paused.Load() == 0 && d.waiting == nil &&
 		(d.head < len(d.stages) || d.parent != nil || d.handoff != nil)
+}
+
+// noteIdle arms the unhandled-failure report of a Deferred the loop found
+// nothing to run on: a failure held there is unhandled until a stage comes
+// for it. d.mu is held.
+func (d *Deferred[T]) noteIdle() {
+	if d.called && !d.running && d.failure != nil && d.waiting == nil && !d.cleanupArmed {
+		d.armCleanup()
+	}
 }
 
 // step implements node.
 func (d *Deferred[T]) step() (next, resume node) {
 	d.mu.Lock()
 	if !d.runnable() {
-		// Nothing to run: a failure held here is unhandled until a stage
-		// comes for it.
-		if d.called && !d.running && d.failure != nil && d.waiting == nil && !d.cleanupArmed {
-			d.armCleanup()
-		}
+		d.noteIdle()
 		d.mu.Unlock()
 		return nil, nil
 	}
 	d.running = true
+	return d.run()
+}
+
+// run runs d's stages as far as they go. d.mu is held and d.running was set
+// by the caller; run releases both.
+func (d *Deferred[T]) run() (next, resume node) {
 	if d.cleanupArmed {
 		// Somebody is about to see the failure: it is not unhandled yet.
 		d.cleanupArmed = false
 		d.cleanup.Stop()
 	}
-	for d.paused == 0 && d.head < len(d.stages) {
-		st := d.stages[d.head]
-		d.stages[d.head] = stage[T]{} // let the closures go
-		d.head++
-		if d.head == len(d.stages) {
+	for d.paused.Load() == 0 && d.head < len(d.stages) {
+		// Run the stages queued so far without the lock. Others may append
+		// meanwhile: that never touches these elements (a growing append
+		// only copies them), and only the runner moves head.
+		start := d.head
+		batch := d.stages[start:]
+		v, f := d.value, d.failure
+		d.mu.Unlock()
+
+		var inner, other *Deferred[T]
+		n := 0
+		for n < len(batch) {
+			st := &batch[n]
+			n++
+			if o, ok := st.cb.(*Deferred[T]); ok {
+				other = o
+				break
+			}
+			if v, f, inner = runStage(st, v, f); inner != nil {
+				break
+			}
+			if d.paused.Load() != 0 {
+				break // a stage paused us
+			}
+		}
+
+		d.mu.Lock()
+		clear(batch[:n]) // let the closures go, in the old array if append moved them
+		clear(d.stages[start : start+n])
+		if d.head = start + n; d.head == len(d.stages) {
 			d.head, d.stages = 0, d.stages[:0]
 		}
-		v, f := d.value, d.failure
+		d.value, d.failure = v, f
 
-		if st.chain != nil {
-			other := st.chain
-			var zero T
-			d.value, d.failure = zero, nil
+		if inner != nil {
+			d.waiting = inner
+			d.running = false
+			d.mu.Unlock()
+			return link(d, inner), nil
+		}
+		if other != nil {
+			d.value, d.failure = zeroOf[T](), nil
 			d.mu.Unlock()
 			next, err := other.settle(v, f)
 			d.mu.Lock()
@@ -105,7 +184,7 @@ func (d *Deferred[T]) step() (next, resume node) {
 			}
 			// Run other's chain before the rest of ours, as Twisted does,
 			// but from the loop: come back to d only if it has more to do.
-			more := d.head < len(d.stages) || d.parent != nil || d.handoff != nil || d.failure != nil
+			more := d.head < len(d.stages) || d.parent != nil || d.handoff != nil
 			d.running = false
 			d.mu.Unlock()
 			if more {
@@ -113,33 +192,20 @@ func (d *Deferred[T]) step() (next, resume node) {
 			}
 			return next, nil
 		}
-
-		d.mu.Unlock()
-		v, f, inner := runStage(&st, v, f)
-		d.mu.Lock()
-		if inner != nil {
-			d.waiting = inner
-			d.running = false
-			d.mu.Unlock()
-			return link(d, inner), nil
-		}
-		d.value, d.failure = v, f
 	}
 
 	// Out of stages (or paused). Hand the result on if somebody waits for it.
-	if d.paused == 0 && d.head == len(d.stages) {
+	if d.paused.Load() == 0 && d.head == len(d.stages) {
 		if p := d.parent; p != nil {
 			v, f := d.value, d.failure
-			var zero T
-			d.value, d.failure, d.parent = zero, nil, nil
+			d.value, d.failure, d.parent = zeroOf[T](), nil, nil
 			d.running = false
 			d.mu.Unlock()
 			return p.deliver(v, f), nil
 		}
 		if h := d.handoff; h != nil {
 			v, f := d.value, d.failure
-			var zero T
-			d.value, d.failure, d.handoff = zero, nil, nil
+			d.value, d.failure, d.handoff = zeroOf[T](), nil, nil
 			d.running = false
 			d.mu.Unlock()
 			return h(v, f), nil
@@ -165,30 +231,28 @@ func runStage[T any](st *stage[T], v T, f *Failure) (rv T, rf *Failure, inner *D
 	}()
 	var err error
 	if f == nil {
-		switch {
-		case st.cb != nil:
-			rv, err = st.cb(v)
-		case st.cbd != nil:
-			inner = st.cbd(v)
-			if inner == nil {
+		switch fn := st.cb.(type) {
+		case func(T) (T, error):
+			rv, err = fn(v)
+		case func(T) *Deferred[T]:
+			if inner = fn(v); inner == nil {
 				err = errNilDeferred
 			}
-		case st.both != nil:
-			rv, err = st.both(v, nil)
+		case func(T, *Failure) (T, error):
+			rv, err = fn(v, nil)
 		default:
 			return v, nil, nil
 		}
 	} else {
-		switch {
-		case st.eb != nil:
-			rv, err = st.eb(f)
-		case st.ebd != nil:
-			inner = st.ebd(f)
-			if inner == nil {
+		switch fn := st.eb.(type) {
+		case func(*Failure) (T, error):
+			rv, err = fn(f)
+		case func(*Failure) *Deferred[T]:
+			if inner = fn(f); inner == nil {
 				err = errNilDeferred
 			}
-		case st.both != nil:
-			rv, err = st.both(v, f)
+		case func(T, *Failure) (T, error):
+			rv, err = fn(v, f)
 		default:
 			return v, f, nil
 		}
@@ -203,6 +267,12 @@ func runStage[T any](st *stage[T], v T, f *Failure) (rv T, rf *Failure, inner *D
 		return zero, failureOf(err), nil
 	}
 	return rv, nil, inner
+}
+
+// call calls f, turning a panic into a Failure.
+func call[T any](f func() (T, error)) (v T, fl *Failure) {
+	v, fl, _ = runStage(&stage[T]{cb: func(T) (T, error) { return f() }}, v, nil)
+	return v, fl
 }
 
 var errNilDeferred = errors.New("deferred: a stage returned a nil *Deferred")
@@ -225,7 +295,7 @@ func link[T any](outer, inner *Deferred[T]) node {
 		inner.mu.Unlock()
 		return outer.deliver(zeroOf[T](), failureOf(errors.New(
 			"deferred: a stage returned a Deferred that another Deferred already waits for")))
-	case inner.called && !inner.running && inner.paused == 0 && inner.waiting == nil &&
+	case inner.called && !inner.running && inner.paused.Load() == 0 && inner.waiting == nil &&
 		inner.head == len(inner.stages):
 		// Already fired and idle: take its result now (Twisted leaves the
 		// inner Deferred holding None; we leave it the zero value).

@@ -36,7 +36,6 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 )
 
@@ -66,7 +65,7 @@ var ErrNilError = errors.New("deferred: Errback called with a nil error")
 //
 // A Deferred must not be copied.
 type Deferred[T any] struct {
-	mu sync.Mutex
+	mu spinLock
 
 	value   T
 	failure *Failure
@@ -75,7 +74,7 @@ type Deferred[T any] struct {
 	head   int // stages[:head] have run
 	inline [3]stage[T]
 
-	paused    int
+	paused    atomic.Int32 // changed under mu; read without it between stages
 	canceller func(*Deferred[T])
 	waiting   *Deferred[T]           // the Deferred a stage returned, while we wait for it
 	parent    *Deferred[T]           // the Deferred waiting for our result
@@ -138,7 +137,7 @@ func Maybe[T any](f func() (T, error)) *Deferred[T] {
 		panic("deferred: Maybe called with a nil function")
 	}
 	d := New[T]()
-	v, fl, _ := runStage(&stage[T]{cb: func(T) (T, error) { return f() }}, d.value, nil)
+	v, fl := call(f)
 	d.called, d.value, d.failure = true, v, fl
 	if fl != nil {
 		d.armCleanup()
@@ -157,9 +156,22 @@ func (d *Deferred[T]) Callback(v T) error {
 		return d.calledAgain()
 	}
 	d.fire(v, nil, 3)
-	d.mu.Unlock()
-	drive(d)
+	d.runNow()
 	return nil
+}
+
+// runNow runs d's chain on this goroutine if nobody else is running it.
+// d.mu is held; it is released.
+func (d *Deferred[T]) runNow() {
+	if !d.runnable() {
+		d.noteIdle()
+		d.mu.Unlock()
+		return
+	}
+	d.running = true
+	if next, resume := d.run(); next != nil || resume != nil {
+		driveFrom(next, resume)
+	}
 }
 
 // Errback fires d with the failure err and runs its chain on the calling
@@ -175,19 +187,18 @@ func (d *Deferred[T]) Errback(err error) error {
 	}
 	var zero T
 	d.fire(zero, f, 3)
-	d.mu.Unlock()
-	drive(d)
+	d.runNow()
 	return nil
 }
 
 func errbackFailure(err error) *Failure {
 	if err == nil {
-		return &Failure{err: ErrNilError, pcs: callers(4)}
+		return &Failure{err: ErrNilError, stack: callers(4)}
 	}
 	if f, ok := err.(*Failure); ok && f != nil {
 		return f
 	}
-	return &Failure{err: err, pcs: callers(4)}
+	return &Failure{err: err, stack: callers(4)}
 }
 
 // calledAgain handles a second Callback or Errback. d.mu is held; it is
@@ -252,7 +263,7 @@ func (d *Deferred[T]) AddBoth(f func(T, *Failure) (T, error)) *Deferred[T] {
 	if f == nil {
 		panic("deferred: AddBoth called with a nil function")
 	}
-	return d.add(stage[T]{both: f}, "AddBoth")
+	return d.add(bothStage(f), "AddBoth")
 }
 
 // AddCallbackDeferred adds a callback that returns a Deferred: the chain
@@ -262,7 +273,7 @@ func (d *Deferred[T]) AddCallbackDeferred(cb func(T) *Deferred[T]) *Deferred[T] 
 	if cb == nil {
 		panic("deferred: AddCallbackDeferred called with a nil function")
 	}
-	return d.add(stage[T]{cbd: cb}, "AddCallbackDeferred")
+	return d.add(stage[T]{cb: cb}, "AddCallbackDeferred")
 }
 
 // AddErrbackDeferred adds an errback that returns a Deferred: the chain
@@ -272,7 +283,7 @@ func (d *Deferred[T]) AddErrbackDeferred(eb func(*Failure) *Deferred[T]) *Deferr
 	if eb == nil {
 		panic("deferred: AddErrbackDeferred called with a nil function")
 	}
-	return d.add(stage[T]{ebd: eb}, "AddErrbackDeferred")
+	return d.add(stage[T]{eb: eb}, "AddErrbackDeferred")
 }
 
 // Chain makes other fire with d's result at this point of d's chain, like
@@ -289,7 +300,7 @@ func (d *Deferred[T]) Chain(other *Deferred[T]) *Deferred[T] {
 	if other == d {
 		panic("deferred: Chain called with the Deferred itself")
 	}
-	return d.add(stage[T]{chain: other}, "Chain")
+	return d.add(stage[T]{cb: other, eb: other}, "Chain")
 }
 
 func (d *Deferred[T]) add(st stage[T], method string) *Deferred[T] {
@@ -299,10 +310,13 @@ func (d *Deferred[T]) add(st stage[T], method string) *Deferred[T] {
 		panic(handedOverMessage(method))
 	}
 	d.stages = append(d.stages, st)
-	run := d.runnable()
-	d.mu.Unlock()
-	if run {
-		drive(d)
+	if !d.runnable() {
+		d.mu.Unlock()
+		return d
+	}
+	d.running = true
+	if next, resume := d.run(); next != nil || resume != nil {
+		driveFrom(next, resume)
 	}
 	return d
 }
@@ -333,7 +347,7 @@ func Then[T, U any](d *Deferred[T], cb func(T) (U, error)) *Deferred[U] {
 			n, _ := u.settle(zeroOf[U](), f)
 			return n
 		}
-		rv, rf, _ := runStage(&stage[U]{cb: func(U) (U, error) { return cb(v) }}, zeroOf[U](), nil)
+		rv, rf := call(func() (U, error) { return cb(v) })
 		n, _ := u.settle(rv, rf)
 		return n
 	})
@@ -355,7 +369,7 @@ func ThenDeferred[T, U any](d *Deferred[T], cb func(T) *Deferred[U]) *Deferred[U
 			n, _ := u.settle(zeroOf[U](), f)
 			return n
 		}
-		_, rf, inner := runStage(&stage[U]{cbd: func(U) *Deferred[U] { return cb(v) }}, zeroOf[U](), nil)
+		_, rf, inner := runStage(&stage[U]{cb: func(U) *Deferred[U] { return cb(v) }}, zeroOf[U](), nil)
 		if rf != nil {
 			n, _ := u.settle(zeroOf[U](), rf)
 			return n
@@ -395,7 +409,7 @@ func (d *Deferred[T]) setHandoff(h func(T, *Failure) node) {
 // Pauses count: n Pauses need n Unpauses.
 func (d *Deferred[T]) Pause() {
 	d.mu.Lock()
-	d.paused++
+	d.paused.Add(1)
 	d.mu.Unlock()
 }
 
@@ -405,8 +419,8 @@ func (d *Deferred[T]) Pause() {
 // the chain again).
 func (d *Deferred[T]) Unpause() {
 	d.mu.Lock()
-	if d.paused > 0 {
-		d.paused--
+	if d.paused.Load() > 0 {
+		d.paused.Add(-1)
 	}
 	run := d.runnable()
 	d.mu.Unlock()
@@ -453,7 +467,7 @@ func (d *Deferred[T]) Cancel() {
 		return
 	}
 	if f == nil {
-		f = &Failure{err: ErrCancelled, pcs: callers(2)}
+		f = &Failure{err: ErrCancelled, stack: callers(2)}
 	}
 	if c == nil {
 		// Nobody told the producer: let its eventual firing pass quietly.
@@ -500,7 +514,7 @@ func (d *Deferred[T]) String() string {
 	default:
 		fmt.Fprintf(&b, " current result: %v", any(d.value))
 	}
-	if d.paused > 0 {
+	if d.paused.Load() > 0 {
 		b.WriteString(" (paused)")
 	}
 	b.WriteString(">")
@@ -527,16 +541,10 @@ func SetDebugging(on bool) { debugging.Store(on) }
 
 func stackString(skip int) string {
 	var b strings.Builder
-	frames := runtime.CallersFrames(callers(skip + 1))
-	for {
-		fr, more := frames.Next()
-		if fr.Function != "" {
-			fmt.Fprintf(&b, "%s\n\t%s:%d\n", fr.Function, fr.File, fr.Line)
-		}
-		if !more {
-			return b.String()
-		}
-	}
+	callers(skip + 1).each(func(fr runtime.Frame) {
+		fmt.Fprintf(&b, "%s\n\t%s:%d\n", fr.Function, fr.File, fr.Line)
+	})
+	return b.String()
 }
 
 // alreadyCalledError returns the error for a second firing. d.mu is held.

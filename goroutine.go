@@ -42,8 +42,7 @@ func Go[T any](ctx context.Context, f func(context.Context) (T, error)) *Deferre
 
 // callContext calls f, turning a panic into a Failure.
 func callContext[T any](ctx context.Context, f func(context.Context) (T, error)) (T, *Failure) {
-	v, fl, _ := runStage(&stage[T]{cb: func(T) (T, error) { return f(ctx) }}, zeroOf[T](), nil)
-	return v, fl
+	return call(func() (T, error) { return f(ctx) })
 }
 
 // settleResult fires d with f's result. If a Cancel got there first, d

@@ -339,7 +339,7 @@ func (g *fanIn[T]) attach(fn string, stageFor func(i int) func(T, *Failure) (T, 
 			g.run(ready, i)
 			panic(fmt.Sprintf("deferred: %s: input %d was handed over by Then or ThenDeferred; pass the Deferred that Then returned", fn, i))
 		}
-		d.stages = append(d.stages, stage[T]{both: stageFor(i)})
+		d.stages = append(d.stages, bothStage(stageFor(i)))
 		if ready < 0 && d.runnable() {
 			ready = i
 		}

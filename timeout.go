@@ -35,7 +35,7 @@ func (d *Deferred[T]) AddTimeout(timeout time.Duration) *Deferred[T] {
 	t := &timeoutGuard[T]{d: d}
 	// The stage goes in first: if d has fired, it runs now and there is no
 	// timer to start.
-	d.add(stage[T]{both: func(v T, f *Failure) (T, error) {
+	d.add(bothStage(func(v T, f *Failure) (T, error) {
 		timedOut := t.reached()
 		switch {
 		case f == nil:
@@ -44,7 +44,7 @@ func (d *Deferred[T]) AddTimeout(timeout time.Duration) *Deferred[T] {
 			return zeroOf[T](), fmt.Errorf("%w after %v", ErrTimeout, timeout)
 		}
 		return v, f
-	}}, "AddTimeout")
+	}), "AddTimeout")
 
 	t.mu.Lock()
 	if t.state != timeoutPending {
