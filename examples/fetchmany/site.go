@@ -1,0 +1,96 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// demoSite is the web server fetchmany fetches from when it is given no
+// URLs. It listens on the loopback interface and counts what it serves, so
+// that the summary can be checked against it.
+type demoSite struct {
+	srv    *http.Server
+	base   string
+	pages  int
+	served chan struct{} // closed when Serve has returned
+
+	requests, notFound    atomic.Int64
+	inFlight, maxInFlight atomic.Int64
+}
+
+// page says how the demo site serves page i: every tenth page is missing,
+// and every seventh is slow, taking 100 to 300ms.
+func page(i int) (missing bool, delay time.Duration) {
+	missing = i%10 == 9
+	if i%7 == 3 {
+		delay = time.Duration(100+50*(i%5)) * time.Millisecond
+	}
+	return missing, delay
+}
+
+func startDemoSite(pages int) (*demoSite, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s := &demoSite{base: "http://" + ln.Addr().String(), pages: pages, served: make(chan struct{})}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /page/{i}", s.servePage)
+	s.srv = &http.Server{Handler: mux}
+	go func() {
+		defer close(s.served)
+		if err := s.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			panic(err)
+		}
+	}()
+	return s, nil
+}
+
+// URLs returns the URLs of the site's pages.
+func (s *demoSite) URLs() []string {
+	urls := make([]string, s.pages)
+	for i := range urls {
+		urls[i] = fmt.Sprintf("%s/page/%d", s.base, i)
+	}
+	return urls
+}
+
+// Close stops the server and waits until it has.
+func (s *demoSite) Close() {
+	s.srv.Close()
+	<-s.served
+}
+
+func (s *demoSite) servePage(w http.ResponseWriter, r *http.Request) {
+	s.requests.Add(1)
+	n := s.inFlight.Add(1)
+	for m := s.maxInFlight.Load(); n > m; m = s.maxInFlight.Load() {
+		if s.maxInFlight.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	i, err := strconv.Atoi(r.PathValue("i"))
+	missing, delay := page(i)
+	if delay > 0 {
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-r.Context().Done(): // the client gave up
+			t.Stop()
+		}
+	}
+	// Leave before answering: the client gives its token back only once the
+	// answer is in, so this count can never exceed the client's.
+	s.inFlight.Add(-1)
+	if err != nil || i < 0 || i >= s.pages || missing {
+		s.notFound.Add(1)
+		http.NotFound(w, r)
+		return
+	}
+	fmt.Fprintf(w, "page %d\n", i)
+}

@@ -1,0 +1,429 @@
+// Command mail sends mail through SMTP conversations in which every step is
+// a Deferred: Twisted's motivating example, in Go.
+//
+// An SMTP conversation is a series of commands, each answered by a reply
+// with a three-digit code:
+//
+//	server: 220 greeting          client: HELO name
+//	server: 250                   client: MAIL FROM:<from>
+//	server: 250                   client: RCPT TO:<to>
+//	server: 250                   client: DATA
+//	server: 354                   client: the message, then "."
+//	server: 250 queued            client: QUIT
+//	server: 221
+//
+// Client.Command writes a command and returns at once a Deferred for its
+// reply, and a conversation is a chain of such steps. Each connection has
+// one goroutine, which reads the replies and fires the waiting Deferreds;
+// the next step of the conversation runs on it, as a callback. So -count
+// messages go out at once with no goroutine per step or per reply awaited.
+//
+// Usage:
+//
+//	mail [-count 5] [-server host:port] [-from addr] [-to addr] [-helo name] [-timeout 10s]
+//
+// Without -server, mail starts an SMTP server on the loopback interface,
+// which keeps what it receives and knows no user called "nobody": try
+// -to nobody@example.com to see a step fail. Output with the defaults:
+//
+//	message 1 of 5 to bob@example.com: 250 2.0.0 OK: queued as b3da43c1
+//	message 2 of 5 to bob@example.com: 250 2.0.0 OK: queued as 510c339f
+//	message 3 of 5 to bob@example.com: 250 2.0.0 OK: queued as 9fb9b620
+//	message 4 of 5 to bob@example.com: 250 2.0.0 OK: queued as a61375b4
+//	message 5 of 5 to bob@example.com: 250 2.0.0 OK: queued as 419a54b9
+//	when the last connection was greeted: 5 conversations in flight, 14 goroutines in all
+//
+// The loopback server takes 100ms over each message, so all conversations
+// are still in flight when the last one is greeted. The 14 goroutines are
+// main, two of os/signal's, the server's accept loop, and one per
+// connection on each side (5 + 5): none per step.
+//
+// With -to nobody@example.com, mail exits with status 1 after printing, on
+// stderr (the message that fails first varies):
+//
+//	mail: message 3 of 5 not sent: smtp: RCPT TO:<nobody@example.com> refused: 550 5.1.1 <nobody@example.com>: no such user
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/textproto"
+	"os"
+	"os/signal"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/deferred-go/deferred"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	err := run(ctx, os.Stdout, os.Args[1:])
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mail:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, w io.Writer, args []string) error {
+	flags := flag.NewFlagSet("mail", flag.ContinueOnError)
+	flags.SetOutput(w)
+	count := flags.Int("count", 5, "how many messages to send at once")
+	addr := flags.String("server", "", "the SMTP server's host:port (default: one on the loopback interface)")
+	from := flags.String("from", "alice@example.com", "the sender")
+	to := flags.String("to", "bob@example.com", "the recipient")
+	helo := flags.String("helo", "localhost", "the name to give in HELO")
+	timeout := flags.Duration("timeout", 10*time.Second, "the time limit of each conversation")
+	if err := flags.Parse(args); err != nil {
+		return err
+	}
+	if *count < 1 || *timeout <= 0 {
+		return errors.New("-count must be at least 1 and -timeout positive")
+	}
+	if *addr == "" {
+		srv, err := startServer()
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		*addr = srv.Addr()
+	}
+
+	var g gauge
+	g.total = *count
+	sends := make([]*deferred.Deferred[Reply], *count)
+	for i := range sends {
+		m := Message{From: *from, To: *to, Body: body(*from, *to, i+1, *count)}
+		// AddTimeout cancels the conversation if it has not ended in
+		// time; the cancellation reaches the step it waits on, which
+		// closes the connection.
+		sends[i] = send(ctx, *addr, *helo, m, &g).AddTimeout(*timeout)
+	}
+
+	// Gather fires with every conversation's last reply, in order, or
+	// fails with the first failure as a *deferred.FirstError. Await
+	// blocks this goroutine, and only this one, until then.
+	replies, err := deferred.Gather(sends...).Await(ctx)
+	if err != nil {
+		// Gather fails at the first failure and leaves the other
+		// conversations running: cancel them, and return only once every
+		// one has ended (List fires when all have settled).
+		for _, s := range sends {
+			s.Cancel()
+		}
+		_, _ = deferred.List(sends...).Await(context.Background())
+		var first *deferred.FirstError
+		if errors.As(err, &first) {
+			return fmt.Errorf("message %d of %d not sent: %w", first.Index+1, *count, first.Failure)
+		}
+		return err
+	}
+	for i, r := range replies {
+		fmt.Fprintf(w, "message %d of %d to %s: %v\n", i+1, *count, *to, r)
+	}
+	if inFlight, goroutines, ok := g.sample(); ok {
+		fmt.Fprintf(w, "when the last connection was greeted: %d conversations in flight, %d goroutines in all\n",
+			inFlight, goroutines)
+	}
+	return nil
+}
+
+// A Message is a mail to send: its envelope (From, To) and its content,
+// header and body, with lines ending in "\n".
+type Message struct {
+	From, To, Body string
+}
+
+func body(from, to string, i, n int) string {
+	return fmt.Sprintf("From: %s\nTo: %s\nSubject: message %d of %d\n\n"+
+		"Hello from examples/mail.\n"+
+		". This line starts with a dot, which SMTP escapes.\n", from, to, i, n)
+}
+
+// send runs one SMTP conversation with the server at addr and returns a
+// Deferred that fires with the server's acceptance of m (its reply to the
+// message), or fails with the step that went wrong.
+func send(ctx context.Context, addr, helo string, m Message, g *gauge) *deferred.Deferred[Reply] {
+	var c *Client // set once connected; each later stage runs after that one
+
+	// ThenDeferred goes from a Deferred *Client to a Deferred Reply: the
+	// server's greeting, its answer to the connection itself.
+	d := deferred.ThenDeferred(Dial(ctx, addr), func(client *Client) *deferred.Deferred[Reply] {
+		c = client
+		return c.Greeting()
+	})
+	d.AddCallback(func(r Reply) (Reply, error) {
+		g.greeted()
+		return r, nil
+	})
+
+	// Each step sends its command once the reply before it is in:
+	// AddCallbackDeferred makes the chain wait for the Deferred the step
+	// returns, then go on with its reply. A failed step (a 4xx or 5xx
+	// reply, a broken connection) skips every callback after it.
+	step := func(command string) func(Reply) *deferred.Deferred[Reply] {
+		return func(Reply) *deferred.Deferred[Reply] { return c.Command(command) }
+	}
+	d.AddCallbackDeferred(step("HELO " + helo)).
+		AddCallbackDeferred(step("MAIL FROM:<" + m.From + ">")).
+		AddCallbackDeferred(step("RCPT TO:<" + m.To + ">")).
+		AddCallbackDeferred(step("DATA")).
+		AddCallbackDeferred(func(Reply) *deferred.Deferred[Reply] { return c.Message(m.Body) }).
+		AddCallbackDeferred(func(queued Reply) *deferred.Deferred[Reply] {
+			// The reply to the message is the one to keep: QUIT's reply
+			// only ends the conversation, so a callback swaps it back.
+			return c.Command("QUIT").AddCallback(func(Reply) (Reply, error) { return queued, nil })
+		})
+
+	// An errback, for a failure at any step: the server may still be
+	// listening, so say QUIT before hanging up. AddErrbackDeferred waits
+	// for QUIT's reply; the AddBoth on it returns f, so the chain keeps
+	// failing with the step's failure (a *ReplyError names its command).
+	d.AddErrbackDeferred(func(f *deferred.Failure) *deferred.Deferred[Reply] {
+		if c == nil {
+			return deferred.Fail[Reply](f) // not even connected
+		}
+		return c.Command("QUIT").AddBoth(func(Reply, *deferred.Failure) (Reply, error) { return Reply{}, f })
+	})
+
+	// AddBoth runs whichever way the conversation ended: close the
+	// connection, which ends its reader goroutine, and pass the result on.
+	return d.AddBoth(func(r Reply, f *deferred.Failure) (Reply, error) {
+		if c != nil {
+			c.Close()
+		}
+		g.ended()
+		return r, f
+	})
+}
+
+// A Reply is an SMTP server's answer to a command: a three-digit code and
+// its text, lines joined by "\n".
+type Reply struct {
+	Code int
+	Text string
+}
+
+// String returns the code and the text, as in "250 2.0.0 OK".
+func (r Reply) String() string { return fmt.Sprintf("%d %s", r.Code, r.Text) }
+
+// A ReplyError is the failure of a step the server refused, with a 4xx
+// (try again later) or 5xx (permanent) reply.
+type ReplyError struct {
+	Command string // what was refused, e.g. "RCPT TO:<nobody@example.com>"
+	Reply
+}
+
+// Error names the refused command and the reply.
+func (e *ReplyError) Error() string {
+	return fmt.Sprintf("smtp: %s refused: %d %s", e.Command, e.Code, e.Text)
+}
+
+// A Client is one SMTP connection. Its methods may be called from any
+// goroutine, including from the stages of the Deferreds they return: that
+// is how a conversation goes from one step to the next.
+type Client struct {
+	conn     net.Conn
+	greeting *deferred.Deferred[Reply]
+
+	mu      sync.Mutex // keeps pending in the order the commands went out
+	w       *textproto.Writer
+	pending []expected // replies to come, oldest first
+	err     error      // why the connection ended, once it has
+}
+
+type expected struct {
+	what  string
+	reply *deferred.Deferred[Reply]
+}
+
+// errClosed is why a connection ended when Close ended it.
+var errClosed = errors.New("connection closed")
+
+// Dial connects to the SMTP server at addr. Connecting blocks, so Dial
+// does it on a goroutine that ends once the connection is up; from then
+// on, the connection's reader goroutine runs everything. Cancelling the
+// Deferred gives up connecting.
+func Dial(ctx context.Context, addr string) *deferred.Deferred[*Client] {
+	ctx, cancel := context.WithCancel(ctx)
+	// The canceller stops the work; Cancel then fails d with ErrCancelled.
+	d := deferred.NewWithCanceller(func(*deferred.Deferred[*Client]) { cancel() })
+	go func() {
+		defer cancel()
+		var dialer net.Dialer
+		conn, err := dialer.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			_ = d.Errback(err) // refused if d was cancelled: nobody waits
+			return
+		}
+		c := newClient(conn)
+		if d.Callback(c) != nil {
+			c.Close() // cancelled meanwhile: nobody will use c
+		}
+	}()
+	return d
+}
+
+func newClient(conn net.Conn) *Client {
+	c := &Client{conn: conn, w: textproto.NewWriter(bufio.NewWriter(conn))}
+	c.mu.Lock()
+	c.greeting = c.expectLocked("connect")
+	c.mu.Unlock()
+	go c.readReplies(textproto.NewReader(bufio.NewReader(conn)))
+	return c
+}
+
+// Greeting returns the Deferred for the server's first reply, which it
+// sends on its own when the connection opens.
+func (c *Client) Greeting() *deferred.Deferred[Reply] { return c.greeting }
+
+// Command sends one command line and returns a Deferred for the server's
+// reply. The Deferred fires with a 2xx or 3xx reply, and fails with a
+// *ReplyError for a 4xx or 5xx one, or with the connection's error if it
+// ends first. Cancelling it closes the connection: replies come in order,
+// so one of them cannot be abandoned alone.
+func (c *Client) Command(line string) *deferred.Deferred[Reply] {
+	return c.send(line, func() error { return c.w.PrintfLine("%s", line) })
+}
+
+// Message sends body, the message itself, once DATA has been answered
+// with 354, and returns a Deferred for the server's reply, as Command
+// does. A line of body that starts with "." goes out with another "."
+// before it, and a line holding a single "." ends the message.
+func (c *Client) Message(body string) *deferred.Deferred[Reply] {
+	return c.send("message", func() error {
+		dw := c.w.DotWriter()
+		if _, err := io.WriteString(dw, body); err != nil {
+			return err
+		}
+		return dw.Close()
+	})
+}
+
+func (c *Client) send(what string, write func() error) *deferred.Deferred[Reply] {
+	c.mu.Lock()
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		return deferred.Fail[Reply](fmt.Errorf("smtp: %s: %w", what, err))
+	}
+	// Expect the reply before writing the command: the reader may get the
+	// reply before the write returns.
+	d := c.expectLocked(what)
+	err := write()
+	c.mu.Unlock()
+	if err != nil {
+		c.shut(fmt.Errorf("connection broken: %w", err), nil) // fails d too
+	}
+	return d
+}
+
+// expectLocked adds a Deferred for the next reply to pending. c.mu is held.
+func (c *Client) expectLocked(what string) *deferred.Deferred[Reply] {
+	d := deferred.NewWithCanceller(func(d *deferred.Deferred[Reply]) {
+		// Cancel fails d itself once the canceller returns.
+		c.shut(fmt.Errorf("connection closed: the reply to %s was cancelled", what), d)
+	})
+	c.pending = append(c.pending, expected{what, d})
+	// A callback that returns an error turns a refusal into a failure,
+	// which skips the callbacks after it, down to the next errback.
+	return d.AddCallback(func(r Reply) (Reply, error) {
+		if r.Code >= 400 {
+			return r, &ReplyError{Command: what, Reply: r}
+		}
+		return r, nil
+	})
+}
+
+// readReplies is the connection's one goroutine. It reads each reply and
+// fires the oldest pending Deferred with it; that Deferred's callbacks, the
+// next step of a conversation, run here and send the next command before
+// the loop reads on.
+func (c *Client) readReplies(r *textproto.Reader) {
+	for {
+		code, text, err := r.ReadResponse(0)
+		if err != nil {
+			c.shut(fmt.Errorf("connection ended: %w", err), nil)
+			return
+		}
+		c.mu.Lock()
+		if c.err != nil { // shut meanwhile: nobody waits for this reply
+			c.mu.Unlock()
+			return
+		}
+		if len(c.pending) == 0 {
+			c.mu.Unlock()
+			c.shut(fmt.Errorf("reply to no command: %d %s", code, text), nil)
+			return
+		}
+		next := c.pending[0]
+		c.pending = c.pending[1:]
+		c.mu.Unlock()
+		_ = next.reply.Callback(Reply{Code: code, Text: text})
+	}
+}
+
+// shut ends the connection, once, for err: it closes it and fails every
+// reply still expected, but skip (which Cancel fails).
+func (c *Client) shut(err error, skip *deferred.Deferred[Reply]) {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.err = err
+	pending := c.pending
+	c.pending = nil
+	c.mu.Unlock()
+	c.conn.Close()
+	for _, p := range pending {
+		if p.reply != skip {
+			_ = p.reply.Errback(fmt.Errorf("smtp: %s: %w", p.what, err))
+		}
+	}
+}
+
+// Close closes the connection. Replies still expected fail, and the
+// reader goroutine ends.
+func (c *Client) Close() error {
+	c.shut(errClosed, nil)
+	return nil
+}
+
+// gauge samples the goroutine count when the last conversation gets its
+// greeting: all of them have connected then, and most are in flight.
+type gauge struct {
+	total               int
+	greetings, finished atomic.Int64
+
+	mu         sync.Mutex
+	sampled    bool
+	inFlight   int
+	goroutines int
+}
+
+func (g *gauge) greeted() {
+	if g.greetings.Add(1) != int64(g.total) {
+		return
+	}
+	n := runtime.NumGoroutine()
+	g.mu.Lock()
+	g.sampled, g.inFlight, g.goroutines = true, g.total-int(g.finished.Load()), n
+	g.mu.Unlock()
+}
+
+func (g *gauge) ended() { g.finished.Add(1) }
+
+func (g *gauge) sample() (inFlight, goroutines int, ok bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.inFlight, g.goroutines, g.sampled
+}
