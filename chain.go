@@ -60,6 +60,7 @@ type node interface {
 //	func(T) *Deferred[T] / func(*Failure) *Deferred[T] the …Deferred variants
 //	func(T, *Failure) (T, error)                      AddBoth, on both sides
 //	*Deferred[T]                                      Chain, on both sides
+//	*slot[T]                                          List, Gather, Race
 //
 // Two interface words a side keep a stage at 32 bytes, so three fit inline
 // in a Deferred; func values are pointer-shaped and box without allocating.
@@ -99,7 +100,7 @@ func driveFrom(n, r node) {
 // must be held.
 func (d *Deferred[T]) runnable() bool {
 	return d.called && !d.running && d.paused.Load() == 0 && d.waiting == nil &&
-		(d.head < len(d.stages) || d.parent != nil || d.handoff != nil)
+		(int(d.head) < len(d.stages) || d.parent != nil || d.handoff() != nil)
 }
 
 // noteIdle arms the unhandled-failure report of a Deferred the loop found
@@ -129,13 +130,13 @@ func (d *Deferred[T]) run() (next, resume node) {
 	if d.cleanupArmed {
 		// Somebody is about to see the failure: it is not unhandled yet.
 		d.cleanupArmed = false
-		d.cleanup.Stop()
+		d.x.cleanup.Stop()
 	}
-	for d.paused.Load() == 0 && d.head < len(d.stages) {
+	for d.paused.Load() == 0 && int(d.head) < len(d.stages) {
 		// Run the stages queued so far without the lock. Others may append
 		// meanwhile: that never touches these elements (a growing append
 		// only copies them), and only the runner moves head.
-		start := d.head
+		start := int(d.head)
 		batch := d.stages[start:]
 		v, f := d.value, d.failure
 		d.mu.Unlock()
@@ -160,7 +161,7 @@ func (d *Deferred[T]) run() (next, resume node) {
 		d.mu.Lock()
 		clear(batch[:n]) // let the closures go, in the old array if append moved them
 		clear(d.stages[start : start+n])
-		if d.head = start + n; d.head == len(d.stages) {
+		if d.head = int32(start + n); int(d.head) == len(d.stages) {
 			d.head, d.stages = 0, d.stages[:0]
 		}
 		d.value, d.failure = v, f
@@ -184,7 +185,7 @@ func (d *Deferred[T]) run() (next, resume node) {
 			}
 			// Run other's chain before the rest of ours, as Twisted does,
 			// but from the loop: come back to d only if it has more to do.
-			more := d.head < len(d.stages) || d.parent != nil || d.handoff != nil
+			more := int(d.head) < len(d.stages) || d.parent != nil || d.handoff() != nil
 			d.running = false
 			d.mu.Unlock()
 			if more {
@@ -195,7 +196,7 @@ func (d *Deferred[T]) run() (next, resume node) {
 	}
 
 	// Out of stages (or paused). Hand the result on if somebody waits for it.
-	if d.paused.Load() == 0 && d.head == len(d.stages) {
+	if d.paused.Load() == 0 && int(d.head) == len(d.stages) {
 		if p := d.parent; p != nil {
 			v, f := d.value, d.failure
 			d.value, d.failure, d.parent = zeroOf[T](), nil, nil
@@ -203,9 +204,9 @@ func (d *Deferred[T]) run() (next, resume node) {
 			d.mu.Unlock()
 			return p.deliver(v, f), nil
 		}
-		if h := d.handoff; h != nil {
+		if h := d.handoff(); h != nil {
 			v, f := d.value, d.failure
-			d.value, d.failure, d.handoff = zeroOf[T](), nil, nil
+			d.value, d.failure, d.x.handoff = zeroOf[T](), nil, nil
 			d.running = false
 			d.mu.Unlock()
 			return h(v, f), nil
@@ -240,6 +241,8 @@ func runStage[T any](st *stage[T], v T, f *Failure) (rv T, rf *Failure, inner *D
 			}
 		case func(T, *Failure) (T, error):
 			rv, err = fn(v, nil)
+		case *slot[T]: // List, Gather, Race
+			rv, err = fn.s.settle(fn.i, v, nil)
 		default:
 			return v, nil, nil
 		}
@@ -253,6 +256,8 @@ func runStage[T any](st *stage[T], v T, f *Failure) (rv T, rf *Failure, inner *D
 			}
 		case func(T, *Failure) (T, error):
 			rv, err = fn(v, f)
+		case *slot[T]:
+			rv, err = fn.s.settle(fn.i, v, f)
 		default:
 			return v, f, nil
 		}
@@ -287,7 +292,7 @@ func link[T any](outer, inner *Deferred[T]) node {
 	}
 	inner.mu.Lock()
 	switch {
-	case inner.handoff != nil || inner.handedOver:
+	case inner.handoff() != nil || inner.handedOver:
 		inner.mu.Unlock()
 		return outer.deliver(zeroOf[T](), failureOf(errors.New(
 			"deferred: a stage returned a Deferred whose chain was handed over by Then")))
@@ -296,7 +301,7 @@ func link[T any](outer, inner *Deferred[T]) node {
 		return outer.deliver(zeroOf[T](), failureOf(errors.New(
 			"deferred: a stage returned a Deferred that another Deferred already waits for")))
 	case inner.called && !inner.running && inner.paused.Load() == 0 && inner.waiting == nil &&
-		inner.head == len(inner.stages):
+		int(inner.head) == len(inner.stages):
 		// Already fired and idle: take its result now (Twisted leaves the
 		// inner Deferred holding None; we leave it the zero value).
 		v, f := inner.value, inner.failure
@@ -304,7 +309,7 @@ func link[T any](outer, inner *Deferred[T]) node {
 		inner.value, inner.failure = zero, nil
 		if inner.cleanupArmed {
 			inner.cleanupArmed = false
-			inner.cleanup.Stop()
+			inner.x.cleanup.Stop()
 		}
 		inner.mu.Unlock()
 		return outer.deliver(v, f)

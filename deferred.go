@@ -65,22 +65,9 @@ var ErrNilError = errors.New("deferred: Errback called with a nil error")
 //
 // A Deferred must not be copied.
 type Deferred[T any] struct {
-	mu spinLock
-
-	value   T
-	failure *Failure
-
-	stages []stage[T]
-	head   int // stages[:head] have run
-	inline [3]stage[T]
-
-	paused    atomic.Int32 // changed under mu; read without it between stages
-	canceller func(*Deferred[T])
-	waiting   *Deferred[T]           // the Deferred a stage returned, while we wait for it
-	parent    *Deferred[T]           // the Deferred waiting for our result
-	handoff   func(T, *Failure) node // Then's continuation
-	cleanup   runtime.Cleanup        // reports an unhandled failure
-	debug     *debugInfo             // with SetDebugging(true)
+	mu     spinLock
+	paused atomic.Int32 // changed under mu; read without it between stages
+	head   int32        // stages[:head] have run
 
 	called                bool
 	running               bool
@@ -88,6 +75,48 @@ type Deferred[T any] struct {
 	suppressAlreadyCalled bool
 	handedOver            bool
 	cleanupArmed          bool
+
+	value   T
+	failure *Failure
+
+	stages []stage[T]
+	inline [3]stage[T]
+
+	canceller func(*Deferred[T])
+	waiting   *Deferred[T] // the Deferred a stage returned, while we wait for it
+	parent    *Deferred[T] // the Deferred waiting for our result
+	x         *extra[T]    // what few Deferreds need, kept out of the common size
+}
+
+// extra holds the fields of a Deferred that only some need.
+type extra[T any] struct {
+	handoff func(T, *Failure) node // Then's continuation
+	cleanup runtime.Cleanup        // reports an unhandled failure
+	debug   *debugInfo             // with SetDebugging(true)
+}
+
+// ext returns d's extra fields, making them on first use. d.mu is held (or
+// d is not shared yet).
+func (d *Deferred[T]) ext() *extra[T] {
+	if d.x == nil {
+		d.x = new(extra[T])
+	}
+	return d.x
+}
+
+// handoff returns Then's continuation, if any. d.mu is held.
+func (d *Deferred[T]) handoff() func(T, *Failure) node {
+	if d.x == nil {
+		return nil
+	}
+	return d.x.handoff
+}
+
+func (d *Deferred[T]) debug() *debugInfo {
+	if d.x == nil {
+		return nil
+	}
+	return d.x.debug
 }
 
 // New returns a Deferred that has not fired. The producer fires it with
@@ -96,7 +125,7 @@ func New[T any]() *Deferred[T] {
 	d := new(Deferred[T])
 	d.stages = d.inline[:0]
 	if debugging.Load() {
-		d.debug = &debugInfo{created: stackString(3)}
+		d.ext().debug = &debugInfo{created: stackString(3)}
 	}
 	return d
 }
@@ -218,8 +247,8 @@ func (d *Deferred[T]) calledAgain() error {
 func (d *Deferred[T]) fire(v T, f *Failure, skip int) {
 	d.called, d.value, d.failure = true, v, f
 	d.canceller = nil
-	if d.debug != nil {
-		d.debug.fired = stackString(skip + 1)
+	if dbg := d.debug(); dbg != nil {
+		dbg.fired = stackString(skip + 1)
 	}
 }
 
@@ -397,7 +426,7 @@ func handOver[T, U any](d *Deferred[T], method string) *Deferred[U] {
 
 func (d *Deferred[T]) setHandoff(h func(T, *Failure) node) {
 	d.mu.Lock()
-	d.handoff = h
+	d.ext().handoff = h
 	run := d.runnable()
 	d.mu.Unlock()
 	if run {
@@ -549,8 +578,9 @@ func stackString(skip int) string {
 
 // alreadyCalledError returns the error for a second firing. d.mu is held.
 func (d *Deferred[T]) alreadyCalledError() error {
-	if d.debug == nil {
+	dbg := d.debug()
+	if dbg == nil {
 		return ErrAlreadyCalled
 	}
-	return fmt.Errorf("%w\ncreated at:\n%sfirst fired at:\n%s", ErrAlreadyCalled, d.debug.created, d.debug.fired)
+	return fmt.Errorf("%w\ncreated at:\n%sfirst fired at:\n%s", ErrAlreadyCalled, dbg.created, dbg.fired)
 }

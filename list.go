@@ -81,7 +81,7 @@ func List[T any](ds ...*Deferred[T]) *Deferred[[]Outcome[T]] {
 	l := &listing[T]{out: make([]Outcome[T], len(ds))}
 	l.init("List", ds)
 	l.d = NewWithCanceller(func(*Deferred[[]Outcome[T]]) { l.cancel() })
-	l.attach("List", l.stage)
+	l.attach("List", l)
 	return l.d
 }
 
@@ -91,22 +91,20 @@ type listing[T any] struct {
 	out []Outcome[T]
 }
 
-func (l *listing[T]) stage(i int) func(T, *Failure) (T, error) {
-	return func(v T, f *Failure) (T, error) {
-		if l.abandoned.Load() {
-			return passOn(v, f)
-		}
-		l.inputs[i].Store(nil)
-		fill(l.out, Outcome[T]{Value: v, Failure: f}, i, l.next)
-		if l.left.Add(-1) == 0 {
-			// An error here means l.d was cancelled and failed already.
-			_ = l.d.Callback(l.out)
-		}
-		if f != nil {
-			return zeroOf[T](), nil
-		}
-		return v, nil
+func (l *listing[T]) settle(i int, v T, f *Failure) (T, error) {
+	if l.abandoned.Load() {
+		return passOn(v, f)
 	}
+	l.inputs[i].Store(nil)
+	fill(l.out, Outcome[T]{Value: v, Failure: f}, i, l.next)
+	if l.left.Add(-1) == 0 {
+		// An error here means l.d was cancelled and failed already.
+		_ = l.d.Callback(l.out)
+	}
+	if f != nil {
+		return zeroOf[T](), nil
+	}
+	return v, nil
 }
 
 // Gather returns a Deferred that fires with the values of all inputs, in
@@ -137,7 +135,7 @@ func Gather[T any](ds ...*Deferred[T]) *Deferred[[]T] {
 	g := &gathering[T]{values: make([]T, len(ds))}
 	g.init("Gather", ds)
 	g.d = NewWithCanceller(func(*Deferred[[]T]) { g.cancel() })
-	g.attach("Gather", g.stage)
+	g.attach("Gather", g)
 	return g.d
 }
 
@@ -148,25 +146,23 @@ type gathering[T any] struct {
 	failed atomic.Bool
 }
 
-func (g *gathering[T]) stage(i int) func(T, *Failure) (T, error) {
-	return func(v T, f *Failure) (T, error) {
-		if g.abandoned.Load() {
-			return passOn(v, f)
-		}
-		g.inputs[i].Store(nil)
-		if f != nil {
-			if g.failed.CompareAndSwap(false, true) {
-				_ = g.d.Errback(&FirstError{Index: i, Failure: f})
-			}
-			return zeroOf[T](), nil
-		}
-		fill(g.values, v, i, g.next)
-		// Only successes count down, so a failure rules this out.
-		if g.left.Add(-1) == 0 {
-			_ = g.d.Callback(g.values)
-		}
-		return v, nil
+func (g *gathering[T]) settle(i int, v T, f *Failure) (T, error) {
+	if g.abandoned.Load() {
+		return passOn(v, f)
 	}
+	g.inputs[i].Store(nil)
+	if f != nil {
+		if g.failed.CompareAndSwap(false, true) {
+			_ = g.d.Errback(&FirstError{Index: i, Failure: f})
+		}
+		return zeroOf[T](), nil
+	}
+	fill(g.values, v, i, g.next)
+	// Only successes count down, so a failure rules this out.
+	if g.left.Add(-1) == 0 {
+		_ = g.d.Callback(g.values)
+	}
+	return v, nil
 }
 
 // Race returns a Deferred that fires with the first input to succeed, in
@@ -192,7 +188,7 @@ func Race[T any](ds ...*Deferred[T]) *Deferred[Indexed[T]] {
 	r := &racing[T]{failures: make([]*Failure, len(ds))}
 	r.init("Race", ds)
 	r.d = NewWithCanceller(func(*Deferred[Indexed[T]]) { r.cancel() })
-	r.attach("Race", r.stage)
+	r.attach("Race", r)
 	return r.d
 }
 
@@ -203,32 +199,30 @@ type racing[T any] struct {
 	won      atomic.Bool
 }
 
-func (r *racing[T]) stage(i int) func(T, *Failure) (T, error) {
-	return func(v T, f *Failure) (T, error) {
-		if r.abandoned.Load() {
-			return passOn(v, f)
-		}
-		r.inputs[i].Store(nil)
-		if f == nil {
-			if r.won.CompareAndSwap(false, true) {
-				r.cancel() // our own entry is nil already
-				_ = r.d.Callback(Indexed[T]{Index: i, Value: v})
-			}
-			return v, nil
-		}
-		r.failures[i] = f
-		// Only failures count down, so a success rules this out.
-		if r.left.Add(-1) == 0 {
-			errs := make([]error, 0, len(r.failures))
-			for _, f := range r.failures {
-				if f != nil {
-					errs = append(errs, f)
-				}
-			}
-			_ = r.d.Errback(errors.Join(errs...))
-		}
-		return zeroOf[T](), nil
+func (r *racing[T]) settle(i int, v T, f *Failure) (T, error) {
+	if r.abandoned.Load() {
+		return passOn(v, f)
 	}
+	r.inputs[i].Store(nil)
+	if f == nil {
+		if r.won.CompareAndSwap(false, true) {
+			r.cancel() // our own entry is nil already
+			_ = r.d.Callback(Indexed[T]{Index: i, Value: v})
+		}
+		return v, nil
+	}
+	r.failures[i] = f
+	// Only failures count down, so a success rules this out.
+	if r.left.Add(-1) == 0 {
+		errs := make([]error, 0, len(r.failures))
+		for _, f := range r.failures {
+			if f != nil {
+				errs = append(errs, f)
+			}
+		}
+		_ = r.d.Errback(errors.Join(errs...))
+	}
+	return zeroOf[T](), nil
 }
 
 // fanIn is what List, Gather and Race share: the inputs, which positions
@@ -240,6 +234,7 @@ type fanIn[T any] struct {
 	// next is nil unless an input repeats; then next[i] is the next
 	// position holding the same input as position i, or -1.
 	next      []int32
+	slots     []slot[T] // each distinct input's stage, without a closure each
 	left      atomic.Int64
 	abandoned atomic.Bool // a panic cut the setup short: stages pass results on untouched
 }
@@ -321,11 +316,24 @@ func (g *fanIn[T]) link(j, i, n int) {
 	g.next[j] = int32(i)
 }
 
-// attach adds the stage stageFor(i) to each distinct input, i being its
-// first position. Stages of inputs that have fired already run only once
-// every input has its stage, so that a panic on a later input leaves the
-// earlier ones as they were.
-func (g *fanIn[T]) attach(fn string, stageFor func(i int) func(T, *Failure) (T, error)) {
+// A settler is List's, Gather's or Race's stage logic for input i.
+type settler[T any] interface {
+	settle(i int, v T, f *Failure) (T, error)
+}
+
+// A slot is the stage of one input: a pointer into fanIn.slots stands in
+// for a closure, which would cost an allocation per input.
+type slot[T any] struct {
+	s settler[T]
+	i int
+}
+
+// attach adds c's stage to each distinct input, i being its first
+// position. Stages of inputs that have fired already run only once every
+// input has its stage, so that a panic on a later input leaves the earlier
+// ones as they were.
+func (g *fanIn[T]) attach(fn string, c settler[T]) {
+	g.slots = make([]slot[T], len(g.inputs))
 	ready := -1
 	for i := range g.inputs {
 		d := g.inputs[i].Load() // only i's own stage clears it, and it is not there yet
@@ -339,7 +347,8 @@ func (g *fanIn[T]) attach(fn string, stageFor func(i int) func(T, *Failure) (T, 
 			g.run(ready, i)
 			panic(fmt.Sprintf("deferred: %s: input %d was handed over by Then or ThenDeferred; pass the Deferred that Then returned", fn, i))
 		}
-		d.stages = append(d.stages, bothStage(stageFor(i)))
+		g.slots[i] = slot[T]{s: c, i: i}
+		d.stages = append(d.stages, stage[T]{cb: &g.slots[i], eb: &g.slots[i]})
 		if ready < 0 && d.runnable() {
 			ready = i
 		}

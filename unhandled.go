@@ -43,6 +43,6 @@ func reportUnhandled(f *Failure) {
 // armCleanup arranges for d's current failure to be reported if d becomes
 // unreachable still holding it. d.mu is held (or d is not shared yet).
 func (d *Deferred[T]) armCleanup() {
-	d.cleanup = runtime.AddCleanup(d, reportUnhandled, d.failure)
+	d.ext().cleanup = runtime.AddCleanup(d, reportUnhandled, d.failure)
 	d.cleanupArmed = true
 }
