@@ -61,12 +61,17 @@ type node interface {
 //	func(T, *Failure) (T, error)                      AddBoth, on both sides
 //	*Deferred[T]                                      Chain, on both sides
 //	*slot[T]                                          List, Gather, Race
+//	handoffFunc[T]                                    Then's hand-over, always last
 //
 // Two interface words a side keep a stage at 32 bytes, so three fit inline
 // in a Deferred; func values are pointer-shaped and box without allocating.
 type stage[T any] struct {
 	cb, eb any
 }
+
+// handoffFunc moves the result to the Deferred that Then returned and
+// returns that one, to be driven on.
+type handoffFunc[T any] func(T, *Failure) node
 
 func bothStage[T any](f func(T, *Failure) (T, error)) stage[T] { return stage[T]{cb: f, eb: f} }
 
@@ -100,7 +105,7 @@ func driveFrom(n, r node) {
 // must be held.
 func (d *Deferred[T]) runnable() bool {
 	return d.called && !d.running && d.paused.Load() == 0 && d.waiting == nil &&
-		(int(d.head) < len(d.stages) || d.parent != nil || d.handoff() != nil)
+		(int(d.head) < len(d.stages) || d.parent != nil)
 }
 
 // noteIdle arms the unhandled-failure report of a Deferred the loop found
@@ -142,13 +147,19 @@ func (d *Deferred[T]) run() (next, resume node) {
 		d.mu.Unlock()
 
 		var inner, other *Deferred[T]
+		var handoff handoffFunc[T]
 		n := 0
+	batch:
 		for n < len(batch) {
 			st := &batch[n]
 			n++
-			if o, ok := st.cb.(*Deferred[T]); ok {
-				other = o
-				break
+			switch x := st.cb.(type) {
+			case *Deferred[T]:
+				other = x
+				break batch
+			case handoffFunc[T]:
+				handoff = x
+				break batch
 			}
 			if v, f, inner = runStage(st, v, f); inner != nil {
 				break
@@ -166,6 +177,14 @@ func (d *Deferred[T]) run() (next, resume node) {
 		}
 		d.value, d.failure = v, f
 
+		if handoff != nil {
+			// Then's continuation, always the last stage: the result
+			// moves to the Deferred that Then returned.
+			d.value, d.failure = zeroOf[T](), nil
+			d.running = false
+			d.mu.Unlock()
+			return handoff(v, f), nil
+		}
 		if inner != nil {
 			d.waiting = inner
 			d.running = false
@@ -185,7 +204,7 @@ func (d *Deferred[T]) run() (next, resume node) {
 			}
 			// Run other's chain before the rest of ours, as Twisted does,
 			// but from the loop: come back to d only if it has more to do.
-			more := int(d.head) < len(d.stages) || d.parent != nil || d.handoff() != nil
+			more := int(d.head) < len(d.stages) || d.parent != nil
 			d.running = false
 			d.mu.Unlock()
 			if more {
@@ -203,13 +222,6 @@ func (d *Deferred[T]) run() (next, resume node) {
 			d.running = false
 			d.mu.Unlock()
 			return p.deliver(v, f), nil
-		}
-		if h := d.handoff(); h != nil {
-			v, f := d.value, d.failure
-			d.value, d.failure, d.x.handoff = zeroOf[T](), nil, nil
-			d.running = false
-			d.mu.Unlock()
-			return h(v, f), nil
 		}
 	}
 	if d.failure != nil && !d.cleanupArmed {
@@ -292,7 +304,7 @@ func link[T any](outer, inner *Deferred[T]) node {
 	}
 	inner.mu.Lock()
 	switch {
-	case inner.handoff() != nil || inner.handedOver:
+	case inner.handedOver:
 		inner.mu.Unlock()
 		return outer.deliver(zeroOf[T](), failureOf(errors.New(
 			"deferred: a stage returned a Deferred whose chain was handed over by Then")))

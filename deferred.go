@@ -75,6 +75,7 @@ type Deferred[T any] struct {
 	suppressAlreadyCalled bool
 	handedOver            bool
 	cleanupArmed          bool
+	cancelUpstream        bool // made by Then: the canceller cancels the source
 
 	value   T
 	failure *Failure
@@ -90,9 +91,8 @@ type Deferred[T any] struct {
 
 // extra holds the fields of a Deferred that only some need.
 type extra[T any] struct {
-	handoff func(T, *Failure) node // Then's continuation
-	cleanup runtime.Cleanup        // reports an unhandled failure
-	debug   *debugInfo             // with SetDebugging(true)
+	cleanup runtime.Cleanup // reports an unhandled failure
+	debug   *debugInfo      // with SetDebugging(true)
 }
 
 // ext returns d's extra fields, making them on first use. d.mu is held (or
@@ -102,14 +102,6 @@ func (d *Deferred[T]) ext() *extra[T] {
 		d.x = new(extra[T])
 	}
 	return d.x
-}
-
-// handoff returns Then's continuation, if any. d.mu is held.
-func (d *Deferred[T]) handoff() func(T, *Failure) node {
-	if d.x == nil {
-		return nil
-	}
-	return d.x.handoff
 }
 
 func (d *Deferred[T]) debug() *debugInfo {
@@ -360,9 +352,12 @@ func handedOverMessage(method string) string {
 // methods cannot have type parameters, which is why Then is a function.
 //
 // d's chain is handed over: adding stages to d afterwards, or calling Then
-// on it again, panics. The producer may still fire d, and cancelling either
-// Deferred cancels d. Then panics if d or cb is nil, or if another Deferred
-// is waiting for d.
+// on it again, panics. The producer may still fire d. Cancelling either
+// Deferred is cancelling d, as if they were one Deferred: before d fires it
+// runs d's canceller and the failure reaches the new Deferred through cb's
+// place in the chain; after, it cancels the Deferred d's chain waits for, if
+// any, and otherwise does nothing, and the result still arrives. Then panics
+// if d or cb is nil, or if another Deferred is waiting for d.
 func Then[T, U any](d *Deferred[T], cb func(T) (U, error)) *Deferred[U] {
 	if cb == nil {
 		panic("deferred: Then called with a nil function")
@@ -370,8 +365,8 @@ func Then[T, U any](d *Deferred[T], cb func(T) (U, error)) *Deferred[U] {
 	if d == nil {
 		panic("deferred: Then called with a nil *Deferred")
 	}
-	u := handOver[T, U](d, "Then")
-	d.setHandoff(func(v T, f *Failure) node {
+	u := thenTarget[T, U](d)
+	d.handOver("Then", func(v T, f *Failure) node {
 		if f != nil {
 			n, _ := u.settle(zeroOf[U](), f)
 			return n
@@ -392,8 +387,8 @@ func ThenDeferred[T, U any](d *Deferred[T], cb func(T) *Deferred[U]) *Deferred[U
 	if d == nil {
 		panic("deferred: ThenDeferred called with a nil *Deferred")
 	}
-	u := handOver[T, U](d, "ThenDeferred")
-	d.setHandoff(func(v T, f *Failure) node {
+	u := thenTarget[T, U](d)
+	d.handOver("ThenDeferred", func(v T, f *Failure) node {
 		if f != nil {
 			n, _ := u.settle(zeroOf[U](), f)
 			return n
@@ -408,8 +403,16 @@ func ThenDeferred[T, U any](d *Deferred[T], cb func(T) *Deferred[U]) *Deferred[U
 	return u
 }
 
-// handOver marks d as handed over and returns the Deferred that takes over.
-func handOver[T, U any](d *Deferred[T], method string) *Deferred[U] {
+// thenTarget returns the Deferred that takes d's chain over in Then.
+func thenTarget[T, U any](d *Deferred[T]) *Deferred[U] {
+	u := NewWithCanceller(func(*Deferred[U]) { d.Cancel() })
+	u.cancelUpstream = true
+	return u
+}
+
+// handOver marks d as handed over and adds h, which carries the result to
+// the Deferred that takes over, as d's last stage.
+func (d *Deferred[T]) handOver(method string, h handoffFunc[T]) {
 	d.mu.Lock()
 	switch {
 	case d.handedOver:
@@ -420,17 +423,14 @@ func handOver[T, U any](d *Deferred[T], method string) *Deferred[U] {
 		panic("deferred: " + method + " on a Deferred that another Deferred is waiting for")
 	}
 	d.handedOver = true
-	d.mu.Unlock()
-	return NewWithCanceller(func(*Deferred[U]) { d.Cancel() })
-}
-
-func (d *Deferred[T]) setHandoff(h func(T, *Failure) node) {
-	d.mu.Lock()
-	d.ext().handoff = h
-	run := d.runnable()
-	d.mu.Unlock()
-	if run {
-		drive(d)
+	d.stages = append(d.stages, stage[T]{cb: h, eb: h})
+	if !d.runnable() {
+		d.mu.Unlock()
+		return
+	}
+	d.running = true
+	if next, resume := d.run(); next != nil || resume != nil {
+		driveFrom(next, resume)
 	}
 }
 
@@ -475,6 +475,15 @@ func (d *Deferred[T]) Cancel() {
 		if w != nil {
 			w.Cancel()
 		}
+		return
+	}
+	if d.cancelUpstream {
+		// Then's Deferred: cancelling it is cancelling the source, whose
+		// result, cancelled or not, arrives through the hand-over. A
+		// source that has fired ignores the Cancel, as in Twisted.
+		c := d.canceller
+		d.mu.Unlock()
+		c(d)
 		return
 	}
 	if d.cancelled {
