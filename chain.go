@@ -142,36 +142,22 @@ func (d *Deferred[T]) run() (next, resume node) {
 		// meanwhile: that never touches these elements (a growing append
 		// only copies them), and only the runner moves head.
 		start := int(d.head)
-		batch := d.stages[start:]
+		stages := d.stages
+		batch := stages[start:]
 		v, f := d.value, d.failure
 		d.mu.Unlock()
 
-		var inner, other *Deferred[T]
-		var handoff handoffFunc[T]
-		n := 0
-	batch:
-		for n < len(batch) {
-			st := &batch[n]
-			n++
-			switch x := st.cb.(type) {
-			case *Deferred[T]:
-				other = x
-				break batch
-			case handoffFunc[T]:
-				handoff = x
-				break batch
-			}
-			if v, f, inner = runStage(st, v, f); inner != nil {
-				break
-			}
-			if d.paused.Load() != 0 {
-				break // a stage paused us
-			}
+		r := batchRun[T]{v: v, f: f}
+		for r.n < len(batch) && !d.runSome(batch, &r) {
 		}
+		n, v, f := r.n, r.v, r.f
+		inner, other, handoff := r.inner, r.other, r.handoff
 
 		d.mu.Lock()
-		clear(batch[:n]) // let the closures go, in the old array if append moved them
-		clear(d.stages[start : start+n])
+		clear(batch[:n]) // let the closures go
+		if &d.stages[0] != &stages[0] {
+			clear(d.stages[start : start+n]) // append moved them: the copies too
+		}
 		if d.head = int32(start + n); int(d.head) == len(d.stages) {
 			d.head, d.stages = 0, d.stages[:0]
 		}
@@ -232,6 +218,50 @@ func (d *Deferred[T]) run() (next, resume node) {
 	return nil, nil
 }
 
+// batchRun is the state of a run of stages outside the lock.
+type batchRun[T any] struct {
+	n       int // stages used, the one that stopped the run included
+	v       T
+	f       *Failure
+	inner   *Deferred[T]   // returned by the last stage: wait for it
+	other   *Deferred[T]   // a Chain stage: fire it
+	handoff handoffFunc[T] // Then's hand-over
+}
+
+// runSome runs batch's stages from r.n on, until one returns a Deferred, is
+// a Chain or hand-over stage, or pauses d (true), or panics (false: the
+// panic is now the result, and the caller goes on from the next stage). One
+// deferred recover covers the whole run: recovering per stage would cost a
+// defer each.
+func (d *Deferred[T]) runSome(batch []stage[T], r *batchRun[T]) (stopped bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			var zero T
+			r.v, r.f, r.inner = zero, panicFailure(p), nil
+			stopped = d.paused.Load() != 0
+		}
+	}()
+	for r.n < len(batch) {
+		st := &batch[r.n]
+		r.n++
+		switch x := st.cb.(type) {
+		case *Deferred[T]:
+			r.other = x
+			return true
+		case handoffFunc[T]:
+			r.handoff = x
+			return true
+		}
+		if r.v, r.f, r.inner = callStage(st, r.v, r.f); r.inner != nil {
+			return true
+		}
+		if d.paused.Load() != 0 {
+			return true // a stage paused us
+		}
+	}
+	return true
+}
+
 // runStage runs one stage on the result (v, f) and returns the new result,
 // or the Deferred the stage returned, which the chain must now wait for. A
 // panic in the stage becomes the new result's Failure.
@@ -242,6 +272,11 @@ func runStage[T any](st *stage[T], v T, f *Failure) (rv T, rf *Failure, inner *D
 			rv, rf, inner = zero, panicFailure(p), nil
 		}
 	}()
+	return callStage(st, v, f)
+}
+
+// callStage is runStage without the recover.
+func callStage[T any](st *stage[T], v T, f *Failure) (rv T, rf *Failure, inner *Deferred[T]) {
 	var err error
 	if f == nil {
 		switch fn := st.cb.(type) {
