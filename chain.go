@@ -51,6 +51,9 @@ type node interface {
 	// next (or nil) and a node to come back to once that one is done (or
 	// nil).
 	step() (next, resume node)
+	// resume is step for a Deferred that was left running (still owned
+	// by the loop) while another one's chain ran first.
+	resume() (next, resume node)
 }
 
 // stage is one callback/errback pair. Each side is nil (pass the result
@@ -62,12 +65,19 @@ type node interface {
 //	*Deferred[T]                                      Chain, on both sides
 //	*slot[T]                                          List, Gather, Race
 //	handoffFunc[T]                                    Then's hand-over, always last
+//	waiterRef[T]                                      give the result to the Deferred waiting for d
 //
 // Two interface words a side keep a stage at 32 bytes, so three fit inline
 // in a Deferred; func values are pointer-shaped and box without allocating.
 type stage[T any] struct {
 	cb, eb any
 }
+
+// A waiterRef is the stage that link adds to a Deferred another one waits
+// for: at that point of its chain, its result moves to the waiting one, as
+// Twisted's continuation callback does. Stages added later see the zero
+// value.
+type waiterRef[T any] *Deferred[T]
 
 // handoffFunc moves the result to the Deferred that Then returned and
 // returns that one, to be driven on.
@@ -84,10 +94,16 @@ func driveFrom(n, r node) {
 	if r != nil {
 		resume = append(resume, r)
 	}
+	owned := false // n is a resumed Deferred, still marked running
 	for {
 		for n != nil {
 			var r node
-			n, r = n.step()
+			if owned {
+				n, r = n.resume()
+				owned = false
+			} else {
+				n, r = n.step()
+			}
 			if r != nil {
 				resume = append(resume, r)
 			}
@@ -95,7 +111,7 @@ func driveFrom(n, r node) {
 		if len(resume) == 0 {
 			return
 		}
-		n = resume[len(resume)-1]
+		n, owned = resume[len(resume)-1], true
 		resume[len(resume)-1] = nil
 		resume = resume[:len(resume)-1]
 	}
@@ -105,7 +121,7 @@ func driveFrom(n, r node) {
 // must be held.
 func (d *Deferred[T]) runnable() bool {
 	return d.called && !d.running && d.paused.Load() == 0 && d.waiting == nil &&
-		(int(d.head) < len(d.stages) || d.parent != nil)
+		int(d.head) < len(d.stages)
 }
 
 // noteIdle arms the unhandled-failure report of a Deferred the loop found
@@ -126,6 +142,12 @@ func (d *Deferred[T]) step() (next, resume node) {
 		return nil, nil
 	}
 	d.running = true
+	return d.run()
+}
+
+// resume implements node.
+func (d *Deferred[T]) resume() (next, resume node) {
+	d.mu.Lock()
 	return d.run()
 }
 
@@ -151,7 +173,7 @@ func (d *Deferred[T]) run() (next, resume node) {
 		for r.n < len(batch) && !d.runSome(batch, &r) {
 		}
 		n, v, f := r.n, r.v, r.f
-		inner, other, handoff := r.inner, r.other, r.handoff
+		inner, other, handoff, waiter := r.inner, r.other, r.handoff, r.waiter
 
 		d.mu.Lock()
 		clear(batch[:n]) // let the closures go
@@ -177,6 +199,21 @@ func (d *Deferred[T]) run() (next, resume node) {
 			d.mu.Unlock()
 			return link(d, inner), nil
 		}
+		if waiter != nil {
+			// Twisted's order: the waiting Deferred's chain goes on first,
+			// then ours, which we keep running meanwhile.
+			d.value, d.failure, d.parent = zeroOf[T](), nil, nil
+			more := int(d.head) < len(d.stages)
+			if !more {
+				d.running = false
+			}
+			d.mu.Unlock()
+			p := waiter.deliver(v, f)
+			if more {
+				return p, d
+			}
+			return p, nil
+		}
 		if other != nil {
 			d.value, d.failure = zeroOf[T](), nil
 			d.mu.Unlock()
@@ -189,27 +226,14 @@ func (d *Deferred[T]) run() (next, resume node) {
 				continue
 			}
 			// Run other's chain before the rest of ours, as Twisted does,
-			// but from the loop: come back to d only if it has more to do.
-			more := int(d.head) < len(d.stages) || d.parent != nil
-			d.running = false
+			// but from the loop. d stays running meanwhile, so stages that
+			// other's chain adds to d wait their turn; the loop resumes d
+			// afterwards if it has more to do by then.
 			d.mu.Unlock()
-			if more {
-				return next, d
-			}
-			return next, nil
+			return next, d
 		}
 	}
 
-	// Out of stages (or paused). Hand the result on if somebody waits for it.
-	if d.paused.Load() == 0 && int(d.head) == len(d.stages) {
-		if p := d.parent; p != nil {
-			v, f := d.value, d.failure
-			d.value, d.failure, d.parent = zeroOf[T](), nil, nil
-			d.running = false
-			d.mu.Unlock()
-			return p.deliver(v, f), nil
-		}
-	}
 	if d.failure != nil && !d.cleanupArmed {
 		d.armCleanup()
 	}
@@ -226,6 +250,7 @@ type batchRun[T any] struct {
 	inner   *Deferred[T]   // returned by the last stage: wait for it
 	other   *Deferred[T]   // a Chain stage: fire it
 	handoff handoffFunc[T] // Then's hand-over
+	waiter  *Deferred[T]   // the Deferred waiting for d's result here
 }
 
 // runSome runs batch's stages from r.n on, until one returns a Deferred, is
@@ -250,6 +275,9 @@ func (d *Deferred[T]) runSome(batch []stage[T], r *batchRun[T]) (stopped bool) {
 			return true
 		case handoffFunc[T]:
 			r.handoff = x
+			return true
+		case waiterRef[T]:
+			r.waiter = x
 			return true
 		}
 		if r.v, r.f, r.inner = callStage(st, r.v, r.f); r.inner != nil {
@@ -337,6 +365,10 @@ func link[T any](outer, inner *Deferred[T]) node {
 		return outer.deliver(zeroOf[T](), failureOf(fmt.Errorf(
 			"deferred: a stage returned the Deferred it belongs to; its chain would wait for itself forever")))
 	}
+	if waitsFor(inner, outer) {
+		return outer.deliver(zeroOf[T](), failureOf(errors.New(
+			"deferred: a stage returned a Deferred that waits for this one; both would wait forever")))
+	}
 	inner.mu.Lock()
 	switch {
 	case inner.handedOver:
@@ -362,9 +394,26 @@ func link[T any](outer, inner *Deferred[T]) node {
 		return outer.deliver(v, f)
 	default:
 		inner.parent = outer
+		w := waiterRef[T](outer)
+		inner.stages = append(inner.stages, stage[T]{cb: w, eb: w})
 		inner.mu.Unlock()
 		return inner
 	}
+}
+
+// waitsFor reports whether d's chain waits, directly or through others, for
+// target's.
+func waitsFor[T any](d, target *Deferred[T]) bool {
+	for d != nil {
+		if d == target {
+			return true
+		}
+		d.mu.Lock()
+		next := d.waiting
+		d.mu.Unlock()
+		d = next
+	}
+	return false
 }
 
 func zeroOf[T any]() (z T) { return z }
@@ -403,16 +452,10 @@ func (d *Deferred[T]) settle(v T, f *Failure) (node, error) {
 func (d *Deferred[T]) settleWaiting(inner *Deferred[T]) node {
 	d.mu.Lock()
 	if d.called {
-		suppressed := d.suppressAlreadyCalled
+		// Fired by its user or cancelled meanwhile: inner keeps its result,
+		// and reports it if it is a failure nobody handles.
 		d.suppressAlreadyCalled = false
 		d.mu.Unlock()
-		if !suppressed {
-			// Nobody can see inner's result any more: say so.
-			inner.AddErrback(func(f *Failure) (T, error) {
-				reportUnhandled(f)
-				return zeroOf[T](), nil
-			})
-		}
 		return nil
 	}
 	d.fire(zeroOf[T](), nil, 1)

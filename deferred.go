@@ -368,12 +368,10 @@ func Then[T, U any](d *Deferred[T], cb func(T) (U, error)) *Deferred[U] {
 	u := thenTarget[T, U](d)
 	d.handOver("Then", func(v T, f *Failure) node {
 		if f != nil {
-			n, _ := u.settle(zeroOf[U](), f)
-			return n
+			return u.settleOrReport(zeroOf[U](), f)
 		}
 		rv, rf := call(func() (U, error) { return cb(v) })
-		n, _ := u.settle(rv, rf)
-		return n
+		return u.settleOrReport(rv, rf)
 	})
 	return u
 }
@@ -390,17 +388,26 @@ func ThenDeferred[T, U any](d *Deferred[T], cb func(T) *Deferred[U]) *Deferred[U
 	u := thenTarget[T, U](d)
 	d.handOver("ThenDeferred", func(v T, f *Failure) node {
 		if f != nil {
-			n, _ := u.settle(zeroOf[U](), f)
-			return n
+			return u.settleOrReport(zeroOf[U](), f)
 		}
 		_, rf, inner := runStage(&stage[U]{cb: func(U) *Deferred[U] { return cb(v) }}, zeroOf[U](), nil)
 		if rf != nil {
-			n, _ := u.settle(zeroOf[U](), rf)
-			return n
+			return u.settleOrReport(zeroOf[U](), rf)
 		}
 		return u.settleWaiting(inner)
 	})
 	return u
+}
+
+// settleOrReport is settle for Then's hand-over. If somebody fired u by
+// hand first, a failure arriving now has nowhere to go: it is reported as
+// unhandled rather than lost.
+func (d *Deferred[T]) settleOrReport(v T, f *Failure) node {
+	n, err := d.settle(v, f)
+	if err != nil && f != nil {
+		reportUnhandled(f)
+	}
+	return n
 }
 
 // thenTarget returns the Deferred that takes d's chain over in Then.

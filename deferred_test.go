@@ -488,20 +488,27 @@ func TestCoreMillionNestedDeferreds(t *testing.T) {
 	defer debug.SetMaxStack(debug.SetMaxStack(64 << 20))
 	const n = 1_000_000
 
-	outer := New[int]()
-	got, reached := 0, false
-	cur := outer
+	// Each Deferred gets its stage before the one outside links to it: a
+	// stage added to an inner Deferred after that runs after the hand-over
+	// (Twisted's continuation), on the zero value.
+	ds := make([]*Deferred[int], n+1)
+	for i := range ds {
+		ds[i] = New[int]()
+	}
 	for i := range n {
-		next := New[int]()
-		cur.AddCallbackDeferred(func(int) *Deferred[int] { return next })
-		if i == 0 {
-			cur.AddCallback(func(v int) (int, error) { got, reached = v, true; return v, nil })
-		}
-		if err := cur.Callback(0); err != nil { // cur now waits on next
+		next := ds[i+1]
+		ds[i].AddCallbackDeferred(func(int) *Deferred[int] { return next })
+	}
+	outer := ds[0]
+	got, reached := 0, false
+	outer.AddCallback(func(v int) (int, error) { got, reached = v, true; return v, nil })
+	for i := range n {
+		if err := ds[i].Callback(0); err != nil { // ds[i] now waits on ds[i+1]
 			t.Fatal(err)
 		}
-		cur = next
 	}
+	cur := ds[n]
+	ds = nil
 	assert.False(t, reached)
 	assert.Contains(t, outer.String(), "waiting")
 

@@ -105,13 +105,16 @@ func WithHeader(key, value string) Option {
 // Cancelling the Deferred before it fires aborts the request: the Deferred
 // fails with deferred.ErrCancelled at once and the request's goroutine ends
 // soon after. A bad URL fails the Deferred before GetPage returns. GetPage
-// panics if ctx is nil.
+// panics if ctx or one of opts is nil.
 func GetPage(ctx context.Context, url string, opts ...Option) *deferred.Deferred[[]byte] {
 	if ctx == nil {
 		panic("web: GetPage called with a nil context.Context")
 	}
 	cfg := config{client: http.DefaultClient, maxBody: DefaultMaxBody}
-	for _, o := range opts {
+	for i, o := range opts {
+		if o == nil {
+			panic(fmt.Sprintf("web: GetPage called with a nil Option (option %d)", i))
+		}
 		o(&cfg)
 	}
 	ctx, cancel := context.WithCancel(ctx)
