@@ -476,13 +476,15 @@ func (d *Deferred[T]) Unpause() {
 // the panic's Failure.
 func (d *Deferred[T]) Cancel() {
 	d.mu.Lock()
-	if d.called {
+	for d.called {
+		// Fired: cancel what the chain waits for, down a nest of any depth.
 		w := d.waiting
 		d.mu.Unlock()
-		if w != nil {
-			w.Cancel()
+		if w == nil {
+			return
 		}
-		return
+		d = w
+		d.mu.Lock()
 	}
 	if d.cancelUpstream {
 		// Then's Deferred: cancelling it is cancelling the source, whose
