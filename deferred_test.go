@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -1058,4 +1059,47 @@ func TestCoreMisusePanics(t *testing.T) {
 			assert.Equal(t, 2, v)
 		})
 	}
+}
+
+// TestCoreStageAddedToInnerAfterLinkRunsAfterHandOver pins Twisted's
+// continuation order: once an outer Deferred waits for an inner one, the
+// inner's result goes to the outer at that point of the inner's chain; a
+// stage added to the inner later runs after, on the zero value (Twisted:
+// None), and does not change what the outer gets.
+func TestCoreStageAddedToInnerAfterLinkRunsAfterHandOver(t *testing.T) {
+	inner := New[int]()
+	outer := Succeed(1).AddCallbackDeferred(func(int) *Deferred[int] { return inner })
+	var order []string
+	outer.AddCallback(func(v int) (int, error) { order = append(order, "outer got "+strconv.Itoa(v)); return v, nil })
+	inner.AddCallback(func(v int) (int, error) {
+		order = append(order, "late stage got "+strconv.Itoa(v))
+		return v*10 + 5, nil
+	})
+	require.NoError(t, inner.Callback(2))
+	assert.Equal(t, []string{"outer got 2", "late stage got 0"}, order)
+	v, f := coreResult(t, outer)
+	assert.Nil(t, f)
+	assert.Equal(t, 2, v)
+}
+
+// TestCoreChainRunsTargetFirstEvenWhenItAddsToSource pins Chain's order
+// under re-entrancy (Twisted's chainDeferred): the target's whole chain runs
+// before the rest of the source's, and a stage the target adds to the
+// source runs after the source's own later stages.
+func TestCoreChainRunsTargetFirstEvenWhenItAddsToSource(t *testing.T) {
+	src, target := New[int](), New[int]()
+	var order []string
+	note := func(s string) func(int) (int, error) {
+		return func(v int) (int, error) { order = append(order, s); return v, nil }
+	}
+	target.AddCallback(func(v int) (int, error) {
+		order = append(order, "target 1")
+		src.AddCallback(note("added to source by target"))
+		return v, nil
+	})
+	target.AddCallback(note("target 2"))
+	src.Chain(target)
+	src.AddCallback(note("source after Chain"))
+	require.NoError(t, src.Callback(1))
+	assert.Equal(t, []string{"target 1", "target 2", "source after Chain", "added to source by target"}, order)
 }
