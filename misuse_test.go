@@ -1,0 +1,501 @@
+package deferred_test
+
+// This file checks what every exported function and method of deferred and
+// deferred/web gives a bad input: a panic whose message starts with the
+// package name and names the misuse, or an error (or a failure) matching
+// an exported sentinel — and that the doc comment says which.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"net/url"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/deferred-go/deferred"
+	"github.com/deferred-go/deferred/web"
+)
+
+// misuseNilCtx is a nil context.Context, passed where the API forbids it.
+var misuseNilCtx context.Context
+
+func misuseOK(v int) (int, error)                { return v, nil }
+func misuseEB(*deferred.Failure) (int, error)    { return 0, nil }
+func misuseDef(v int) *deferred.Deferred[int]    { return deferred.Succeed(v) }
+func misuseInner() *deferred.Deferred[int]       { return deferred.Succeed(1) }
+func misuseWork(context.Context) (int, error)    { return 1, nil }
+func misuseNow() (int, error)                    { return 1, nil }
+func misuseToString(v int) (string, error)       { return fmt.Sprint(v), nil }
+func misuseToDef(int) *deferred.Deferred[string] { return deferred.Succeed("") }
+
+// misuseHandedOver returns a Deferred whose chain Then has taken over.
+func misuseHandedOver() *deferred.Deferred[int] {
+	d := deferred.New[int]()
+	deferred.Then(d, misuseOK)
+	return d
+}
+
+// misuseAwaited returns a Deferred that another Deferred's stage returned
+// and that this other one now waits for.
+func misuseAwaited() *deferred.Deferred[int] {
+	inner := deferred.New[int]()
+	deferred.Succeed(1).AddCallbackDeferred(func(int) *deferred.Deferred[int] { return inner })
+	return inner
+}
+
+// misuseFailureOf returns the failure d's chain holds now, consuming it, or
+// an error saying that it holds none.
+func misuseFailureOf[T any](d *deferred.Deferred[T]) error {
+	var got error = errors.New("the Deferred did not fail")
+	d.AddErrback(func(f *deferred.Failure) (T, error) {
+		got = f
+		var zero T
+		return zero, nil
+	})
+	return got
+}
+
+// misuseCase is one bad input. Exactly one of panics, is and text is set:
+// panics is what the panic message must name (after the package prefix),
+// is the exported sentinel the error must match, text what the message of
+// an error with no sentinel must hold.
+type misuseCase struct {
+	fn     string // the doc comment to check: "Maybe", "Deferred.AddCallback", "web.GetPage"
+	name   string
+	run    func() error
+	panics string
+	is     error
+	text   string
+	// doc is what fn's doc comment says about this input (case ignored);
+	// empty where the doc comment is silent, which the test lists.
+	doc string
+}
+
+func misuseCases() []misuseCase {
+	d := func() *deferred.Deferred[int] { return deferred.New[int]() }
+	return []misuseCase{
+		// Creating.
+		{fn: "Maybe", name: "nil f", run: func() error { deferred.Maybe[int](nil); return nil },
+			panics: "nil function", doc: "panics if f is nil"},
+		{fn: "Fail", name: "nil error", run: func() error { return misuseFailureOf(deferred.Fail[int](nil)) },
+			is: deferred.ErrNilError, doc: "nil err fails with ErrNilError"},
+		{fn: "NewFailure", name: "nil error", run: func() error { deferred.NewFailure(nil); return nil },
+			panics: "nil error", doc: "panics if err is nil"},
+		{fn: "Go", name: "nil ctx", run: func() error { deferred.Go(misuseNilCtx, misuseWork); return nil },
+			panics: "nil context", doc: "panics if ctx or f is nil"},
+		{fn: "Go", name: "nil f", run: func() error { deferred.Go[int](context.Background(), nil); return nil },
+			panics: "nil function", doc: "panics if ctx or f is nil"},
+		{fn: "Later", name: "negative delay", run: func() error { deferred.Later(-time.Nanosecond, misuseNow); return nil },
+			panics: "negative delay", doc: "panics if delay is negative"},
+		{fn: "Later", name: "nil f", run: func() error { deferred.Later[int](time.Second, nil); return nil },
+			panics: "nil function", doc: "or f is nil"},
+
+		// Producer side.
+		{fn: "Deferred.Callback", name: "second Callback", run: func() error {
+			x := d()
+			_ = x.Callback(1)
+			return x.Callback(2)
+		}, is: deferred.ErrAlreadyCalled, doc: "returns an error matching ErrAlreadyCalled"},
+		{fn: "Deferred.Callback", name: "Callback after Errback", run: func() error {
+			x := d()
+			_ = x.Errback(errors.New("x"))
+			_ = misuseFailureOf(x)
+			return x.Callback(2)
+		}, is: deferred.ErrAlreadyCalled, doc: "returns an error matching ErrAlreadyCalled"},
+		{fn: "Deferred.Callback", name: "second firing after Cancel without canceller", run: func() error {
+			x := d()
+			x.Cancel()
+			_ = misuseFailureOf(x)
+			if err := x.Callback(1); err != nil {
+				return fmt.Errorf("the first firing after Cancel was not ignored: %w", err)
+			}
+			return x.Callback(2)
+		}, is: deferred.ErrAlreadyCalled, doc: "except for the first call after Cancel"},
+		{fn: "Deferred.Cancel", name: "firing after Cancel with a canceller", run: func() error {
+			x := deferred.NewWithCanceller(func(*deferred.Deferred[int]) {})
+			x.Cancel()
+			_ = misuseFailureOf(x)
+			return x.Callback(1)
+		}, is: deferred.ErrAlreadyCalled, doc: "returns ErrAlreadyCalled as usual"},
+		{fn: "Deferred.Errback", name: "Errback after Callback", run: func() error {
+			x := d()
+			_ = x.Callback(1)
+			return x.Errback(errors.New("x"))
+		}, is: deferred.ErrAlreadyCalled, doc: "behaves as Callback does"},
+		{fn: "Deferred.Errback", name: "nil error", run: func() error {
+			x := d()
+			if err := x.Errback(nil); err != nil {
+				return fmt.Errorf("Errback(nil) returned %w", err)
+			}
+			return misuseFailureOf(x)
+		}, is: deferred.ErrNilError, doc: "matching ErrNilError"},
+
+		// Consumer side: nil functions.
+		{fn: "Deferred.AddCallback", name: "nil cb", run: func() error { d().AddCallback(nil); return nil },
+			panics: "AddCallback called with a nil function", doc: "panics if cb is nil"},
+		{fn: "Deferred.AddErrback", name: "nil eb", run: func() error { d().AddErrback(nil); return nil },
+			panics: "AddErrback called with a nil function", doc: "panics if eb is nil"},
+		{fn: "Deferred.AddCallbacks", name: "nil cb", run: func() error { d().AddCallbacks(nil, misuseEB); return nil },
+			panics: "AddCallbacks called with a nil function", doc: "panics if cb or eb is nil"},
+		{fn: "Deferred.AddCallbacks", name: "nil eb", run: func() error { d().AddCallbacks(misuseOK, nil); return nil },
+			panics: "AddCallbacks called with a nil function", doc: "panics if cb or eb is nil"},
+		{fn: "Deferred.AddBoth", name: "nil f", run: func() error { d().AddBoth(nil); return nil },
+			panics: "AddBoth called with a nil function", doc: "panics if f is nil"},
+		{fn: "Deferred.AddCallbackDeferred", name: "nil cb", run: func() error { d().AddCallbackDeferred(nil); return nil },
+			panics: "AddCallbackDeferred called with a nil function", doc: "panics if cb is nil"},
+		{fn: "Deferred.AddErrbackDeferred", name: "nil eb", run: func() error { d().AddErrbackDeferred(nil); return nil },
+			panics: "AddErrbackDeferred called with a nil function", doc: "panics if eb is nil"},
+		{fn: "Then", name: "nil cb", run: func() error { deferred.Then[int, string](d(), nil); return nil },
+			panics: "Then called with a nil function", doc: "panics if d or cb is nil"},
+		{fn: "ThenDeferred", name: "nil cb", run: func() error { deferred.ThenDeferred[int, string](d(), nil); return nil },
+			panics: "ThenDeferred called with a nil function"}, // doc: only "is Then for …"
+
+		// Nil Deferreds as arguments.
+		{fn: "Then", name: "nil d", run: func() error { deferred.Then(nil, misuseToString); return nil },
+			panics: "Then called with a nil *Deferred", doc: "panics if d or cb is nil"},
+		{fn: "ThenDeferred", name: "nil d", run: func() error { deferred.ThenDeferred(nil, misuseToDef); return nil },
+			panics: "ThenDeferred called with a nil *Deferred"}, // doc: only "is Then for …"
+		{fn: "Deferred.Chain", name: "nil other", run: func() error { d().Chain(nil); return nil },
+			panics: "Chain called with a nil *Deferred", doc: "panics if other is nil"},
+		{fn: "Deferred.Chain", name: "itself", run: func() error { x := d(); x.Chain(x); return nil },
+			panics: "Chain called with the Deferred itself", doc: "or is d"},
+		{fn: "List", name: "nil input", run: func() error { deferred.List(d(), nil); return nil },
+			panics: "List: input 1 is nil", doc: "panics, naming the position, if an input is nil"},
+		{fn: "Gather", name: "nil input", run: func() error { deferred.Gather(nil, d()); return nil },
+			panics: "Gather: input 0 is nil", doc: "panics on a bad input as List does"},
+		{fn: "Race", name: "nil input", run: func() error { deferred.Race(d(), d(), nil); return nil },
+			panics: "Race: input 2 is nil", doc: "panics on a bad input as List does"},
+		{fn: "RunLocked", name: "nil lock", run: func() error { deferred.RunLocked(nil, misuseInner); return nil },
+			panics: "RunLocked called with a nil *Lock", doc: "panics if l or f is nil"},
+		{fn: "RunLocked", name: "nil f", run: func() error { deferred.RunLocked[int](deferred.NewLock(), nil); return nil },
+			panics: "RunLocked called with a nil function", doc: "panics if l or f is nil"},
+		{fn: "RunLimited", name: "nil semaphore", run: func() error { deferred.RunLimited(nil, misuseInner); return nil },
+			panics: "RunLimited called with a nil *Semaphore", doc: "panics if s or f is nil"},
+		{fn: "RunLimited", name: "nil f", run: func() error { deferred.RunLimited[int](deferred.NewSemaphore(1), nil); return nil },
+			panics: "RunLimited called with a nil function", doc: "panics if s or f is nil"},
+
+		// Stages that return a bad Deferred: failures whose message names
+		// the misuse, with no exported sentinel to match.
+		{fn: "Deferred.AddCallbackDeferred", name: "cb returns nil", run: func() error {
+			return misuseFailureOf(deferred.Succeed(1).AddCallbackDeferred(func(int) *deferred.Deferred[int] { return nil }))
+		}, text: "nil *Deferred", doc: "nil returned Deferred fails the chain"},
+		{fn: "Deferred.AddErrbackDeferred", name: "eb returns nil", run: func() error {
+			return misuseFailureOf(deferred.Fail[int](errors.New("x")).AddErrbackDeferred(func(*deferred.Failure) *deferred.Deferred[int] { return nil }))
+		}, text: "nil *Deferred"}, // doc silent
+		{fn: "ThenDeferred", name: "cb returns nil", run: func() error {
+			return misuseFailureOf(deferred.ThenDeferred(deferred.Succeed(1), func(int) *deferred.Deferred[string] { return nil }))
+		}, text: "nil *Deferred", doc: "nil returned Deferred fails it"},
+		{fn: "RunLocked", name: "f returns nil", run: func() error {
+			return misuseFailureOf(deferred.RunLocked(deferred.NewLock(), func() *deferred.Deferred[int] { return nil }))
+		}, text: "nil *Deferred", doc: "nil Deferred from f, releases l too and fails the returned Deferred"},
+		{fn: "Deferred.AddCallbackDeferred", name: "cb returns its own Deferred", run: func() error {
+			x := d()
+			x.AddCallbackDeferred(func(int) *deferred.Deferred[int] { return x })
+			_ = x.Callback(1)
+			return misuseFailureOf(x)
+		}, text: "the Deferred it belongs to"}, // doc silent
+		{fn: "Deferred.AddCallbackDeferred", name: "cb returns a handed-over Deferred", run: func() error {
+			h := misuseHandedOver()
+			return misuseFailureOf(deferred.Succeed(1).AddCallbackDeferred(func(int) *deferred.Deferred[int] { return h }))
+		}, text: "handed over"}, // doc silent
+		{fn: "Deferred.AddCallbackDeferred", name: "cb returns a Deferred another waits for", run: func() error {
+			w := misuseAwaited()
+			return misuseFailureOf(deferred.Succeed(1).AddCallbackDeferred(func(int) *deferred.Deferred[int] { return w }))
+		}, text: "already waits for"}, // doc silent
+		{fn: "Deferred.AddCallbackDeferred", name: "cb returns a Deferred that waits for this one", run: func() error {
+			var waiter *deferred.Deferred[int]
+			x := d().AddCallbackDeferred(func(int) *deferred.Deferred[int] { return waiter })
+			waiter = deferred.Succeed(1).AddCallbackDeferred(func(int) *deferred.Deferred[int] { return x })
+			_ = x.Callback(1)
+			return misuseFailureOf(waiter) // x's failure went on to waiter
+		}, text: "waits for this one"}, // doc silent
+
+		// A handle used after Then.
+		{fn: "Deferred.AddCallback", name: "after Then", run: func() error { misuseHandedOver().AddCallback(misuseOK); return nil },
+			panics: "AddCallback on a Deferred whose chain was handed over"}, // doc silent (said on Then)
+		{fn: "Deferred.AddErrback", name: "after Then", run: func() error { misuseHandedOver().AddErrback(misuseEB); return nil },
+			panics: "AddErrback on a Deferred whose chain was handed over"}, // doc silent
+		{fn: "Deferred.AddCallbacks", name: "after Then", run: func() error { misuseHandedOver().AddCallbacks(misuseOK, misuseEB); return nil },
+			panics: "AddCallbacks on a Deferred whose chain was handed over"}, // doc silent
+		{fn: "Deferred.AddBoth", name: "after Then", run: func() error {
+			misuseHandedOver().AddBoth(func(v int, _ *deferred.Failure) (int, error) { return v, nil })
+			return nil
+		}, panics: "AddBoth on a Deferred whose chain was handed over"}, // doc silent
+		{fn: "Deferred.AddCallbackDeferred", name: "after Then", run: func() error { misuseHandedOver().AddCallbackDeferred(misuseDef); return nil },
+			panics: "AddCallbackDeferred on a Deferred whose chain was handed over"}, // doc silent
+		{fn: "Deferred.AddErrbackDeferred", name: "after Then", run: func() error {
+			misuseHandedOver().AddErrbackDeferred(func(*deferred.Failure) *deferred.Deferred[int] { return nil })
+			return nil
+		}, panics: "AddErrbackDeferred on a Deferred whose chain was handed over"}, // doc silent
+		{fn: "Deferred.Chain", name: "after Then", run: func() error { misuseHandedOver().Chain(d()); return nil },
+			panics: "Chain on a Deferred whose chain was handed over"}, // doc silent
+		{fn: "Then", name: "after Then", run: func() error { deferred.Then(misuseHandedOver(), misuseToString); return nil },
+			panics: "Then on a Deferred whose chain was handed over", doc: "calling Then on it again, panics"},
+		{fn: "ThenDeferred", name: "after Then", run: func() error { deferred.ThenDeferred(misuseHandedOver(), misuseToDef); return nil },
+			panics: "ThenDeferred on a Deferred whose chain was handed over"}, // doc: only "is Then for …"
+		{fn: "Then", name: "on a Deferred another waits for", run: func() error { deferred.Then(misuseAwaited(), misuseToString); return nil },
+			panics: "another Deferred is waiting for", doc: "if another Deferred is waiting for d"},
+		{fn: "Deferred.AddTimeout", name: "after Then", run: func() error { misuseHandedOver().AddTimeout(time.Hour); return nil },
+			panics: "AddTimeout on a Deferred whose chain was handed over", doc: "or if d's chain was handed over"},
+		{fn: "Deferred.Await", name: "after Then", run: func() error {
+			_, err := misuseHandedOver().Await(context.Background())
+			return err
+		}, panics: "Await on a Deferred whose chain was handed over", doc: "if d's chain was handed over"},
+		{fn: "List", name: "handed-over input", run: func() error { deferred.List(d(), misuseHandedOver()); return nil },
+			panics: "List: input 1 was handed over", doc: "or its chain was handed over"},
+		{fn: "Gather", name: "handed-over input", run: func() error { deferred.Gather(misuseHandedOver()); return nil },
+			panics: "Gather: input 0 was handed over", doc: "panics on a bad input as List does"},
+		{fn: "Race", name: "handed-over input", run: func() error { deferred.Race(d(), misuseHandedOver()); return nil },
+			panics: "Race: input 1 was handed over", doc: "panics on a bad input as List does"},
+		{fn: "Deferred.Chain", name: "other already fired", run: func() error {
+			x := d().Chain(deferred.Succeed(2))
+			_ = x.Callback(1)
+			return misuseFailureOf(x)
+		}, is: deferred.ErrAlreadyCalled, doc: "fails from here with an ErrAlreadyCalled error"},
+
+		// Control and waiting.
+		{fn: "Deferred.AddTimeout", name: "negative timeout", run: func() error { d().AddTimeout(-time.Nanosecond); return nil },
+			panics: "negative timeout", doc: "panics if timeout is negative"},
+		{fn: "Deferred.Await", name: "nil ctx", run: func() error {
+			_, err := d().Await(misuseNilCtx)
+			return err
+		}, panics: "nil context", doc: "panics if ctx is nil"},
+		{fn: "Race", name: "no inputs", run: func() error { return misuseFailureOf(deferred.Race[int]()) },
+			is: deferred.ErrNoInputs, doc: "fails at once with ErrNoInputs"},
+
+		// Primitives.
+		{fn: "NewPool", name: "limit 0", run: func() error { deferred.NewPool(0); return nil },
+			panics: "limit below 1", doc: "panics if n is less than 1"},
+		{fn: "NewPool", name: "negative limit", run: func() error { deferred.NewPool(-1); return nil },
+			panics: "limit below 1", doc: "panics if n is less than 1"},
+		{fn: "Submit", name: "nil pool", run: func() error { deferred.Submit(nil, context.Background(), misuseWork); return nil },
+			panics: "Pool not made by NewPool", doc: "panics if p was not made by NewPool"},
+		{fn: "Submit", name: "zero Pool", run: func() error { deferred.Submit(new(deferred.Pool), context.Background(), misuseWork); return nil },
+			panics: "Pool not made by NewPool", doc: "panics if p was not made by NewPool"},
+		{fn: "Submit", name: "nil ctx", run: func() error { deferred.Submit(deferred.NewPool(1), misuseNilCtx, misuseWork); return nil },
+			panics: "nil context", doc: "or if ctx or f is nil"},
+		{fn: "Submit", name: "nil f", run: func() error { deferred.Submit[int](deferred.NewPool(1), context.Background(), nil); return nil },
+			panics: "nil function", doc: "or if ctx or f is nil"},
+		{fn: "NewSemaphore", name: "0 tokens", run: func() error { deferred.NewSemaphore(0); return nil },
+			panics: "NewSemaphore called with 0 tokens", doc: "panics if n is less than 1"},
+		{fn: "Semaphore.Acquire", name: "zero Semaphore", run: func() error { new(deferred.Semaphore).Acquire(); return nil },
+			panics: "without NewSemaphore", doc: "panics on a Semaphore not made by NewSemaphore"},
+		{fn: "Semaphore.Release", name: "zero Semaphore", run: func() error { new(deferred.Semaphore).Release(); return nil },
+			panics: "without NewSemaphore", doc: "on a Semaphore not made by NewSemaphore"},
+		{fn: "Semaphore.Release", name: "no token held", run: func() error { deferred.NewSemaphore(2).Release(); return nil },
+			panics: "Release of a Semaphore with no token held", doc: "panics if no token is held"},
+		{fn: "Semaphore.Release", name: "more Releases than Acquires", run: func() error {
+			s := deferred.NewSemaphore(2)
+			s.Acquire()
+			s.Release()
+			s.Release()
+			return nil
+		}, panics: "more Releases than Acquires", doc: "panics if no token is held"},
+		{fn: "Lock.Release", name: "unlocked", run: func() error { deferred.NewLock().Release(); return nil },
+			panics: "Release of a Lock that is not locked", doc: "panics if l is not locked"},
+		{fn: "Lock.Release", name: "released twice", run: func() error {
+			l := deferred.NewLock()
+			l.Acquire()
+			l.Release()
+			l.Release()
+			return nil
+		}, panics: "Release of a Lock that is not locked", doc: "panics if l is not locked"},
+		{fn: "Queue.Put", name: "over size", run: func() error {
+			q := deferred.NewQueue[int](1, 0)
+			_ = q.Put(1)
+			return q.Put(2)
+		}, is: deferred.ErrQueueFull, doc: "returns ErrQueueFull"},
+		{fn: "Queue.Get", name: "over backlog", run: func() error {
+			q := deferred.NewQueue[int](0, 1)
+			waiting := q.Get()
+			defer func() { waiting.Cancel(); _ = misuseFailureOf(waiting) }()
+			return misuseFailureOf(q.Get())
+		}, is: deferred.ErrQueueBacklog, doc: "has already failed with ErrQueueBacklog"},
+
+		// web.
+		{fn: "web.GetPage", name: "nil ctx", run: func() error { web.GetPage(misuseNilCtx, "http://127.0.0.1/"); return nil },
+			panics: "nil context", doc: "panics if ctx"},
+		{fn: "web.GetPage", name: "nil Option", run: func() error { web.GetPage(context.Background(), "http://127.0.0.1/", nil); return nil },
+			panics: "nil Option", doc: "or one of opts is nil"},
+		{fn: "web.WithClient", name: "nil client", run: func() error { web.WithClient(nil); return nil },
+			panics: "nil *http.Client", doc: "panics if c is nil"},
+		{fn: "web.WithTimeout", name: "negative", run: func() error { web.WithTimeout(-time.Second); return nil },
+			panics: "non-positive duration", doc: "panics if d is not positive"},
+		{fn: "web.WithTimeout", name: "zero", run: func() error { web.WithTimeout(0); return nil },
+			panics: "non-positive duration", doc: "panics if d is not positive"},
+		{fn: "web.WithMaxBody", name: "negative", run: func() error { web.WithMaxBody(-1); return nil },
+			panics: "negative size", doc: "panics if n is negative"},
+	}
+}
+
+// misuseRun runs f and returns its panic message, if it panicked.
+func misuseRun(f func() error) (err error, panicked bool, msg string) {
+	defer func() {
+		if p := recover(); p != nil {
+			panicked = true
+			switch v := p.(type) {
+			case string:
+				msg = v
+			case error:
+				msg = v.Error()
+			default:
+				msg = fmt.Sprint(v)
+			}
+		}
+	}()
+	return f(), false, ""
+}
+
+// misuseDocs returns the doc comments of the exported functions and
+// methods of the package in dir, keyed "Name" or "Type.Name", with their
+// lines joined by spaces.
+func misuseDocs(t *testing.T, dir, prefix string) map[string]string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	require.NoError(t, err)
+	docs := map[string]string{}
+	fset := token.NewFileSet()
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, parser.ParseComments)
+		require.NoError(t, err)
+		for _, decl := range f.Decls {
+			fd, ok := decl.(*ast.FuncDecl)
+			if !ok || !fd.Name.IsExported() || fd.Doc == nil {
+				continue
+			}
+			key := fd.Name.Name
+			if fd.Recv != nil {
+				typ := fd.Recv.List[0].Type
+				if star, ok := typ.(*ast.StarExpr); ok {
+					typ = star.X
+				}
+				switch x := typ.(type) {
+				case *ast.IndexExpr:
+					typ = x.X
+				case *ast.IndexListExpr:
+					typ = x.X
+				}
+				key = typ.(*ast.Ident).Name + "." + key
+			}
+			docs[prefix+key] = strings.Join(strings.Fields(fd.Doc.Text()), " ")
+		}
+	}
+	return docs
+}
+
+// TestMisuseAnswers: each bad input gets the answer its row names — a
+// panic "deferred: …"/"web: …" naming the misuse, an error matching the
+// sentinel, or a failure naming the misuse — never a silent success, and
+// the doc comment of the function says so. Rows whose doc comment is
+// silent are logged.
+func TestMisuseAnswers(t *testing.T) {
+	docs := misuseDocs(t, ".", "")
+	for k, v := range misuseDocs(t, "web", "web.") {
+		docs[k] = v
+	}
+	var silent []string
+	for _, c := range misuseCases() {
+		t.Run(c.fn+"/"+c.name, func(t *testing.T) {
+			err, panicked, msg := misuseRun(c.run)
+			prefix := "deferred: "
+			if strings.HasPrefix(c.fn, "web.") {
+				prefix = "web: "
+			}
+			switch {
+			case c.panics != "":
+				require.True(t, panicked, "no panic; returned %v", err)
+				assert.True(t, strings.HasPrefix(msg, prefix), "panic message %q does not start with %q", msg, prefix)
+				assert.Contains(t, msg, c.panics)
+			case c.is != nil:
+				require.False(t, panicked, "panicked: %s", msg)
+				assert.ErrorIs(t, err, c.is)
+			default:
+				require.False(t, panicked, "panicked: %s", msg)
+				require.Error(t, err, "a silent success")
+				assert.True(t, strings.HasPrefix(err.Error(), prefix), "error %q does not start with %q", err, prefix)
+				assert.Contains(t, err.Error(), c.text)
+			}
+
+			doc, ok := docs[c.fn]
+			require.True(t, ok, "no doc comment for %s", c.fn)
+			if c.doc == "" {
+				silent = append(silent, c.fn+": "+c.name)
+				return
+			}
+			assert.Contains(t, strings.ToLower(doc), strings.ToLower(c.doc), "the doc comment of %s does not say so", c.fn)
+		})
+	}
+	t.Logf("doc comments silent on %d misuses:\n\t%s", len(silent), strings.Join(silent, "\n\t"))
+}
+
+// TestMisuseWebBadURLFailsAtOnce: GetPage with a URL that cannot make a
+// request returns a Deferred that has already failed, with the client's
+// error, as its doc comment says; nothing is fetched.
+func TestMisuseWebBadURLFailsAtOnce(t *testing.T) {
+	d := web.GetPage(context.Background(), "http://[::1]:namedport/")
+	require.True(t, d.Called(), "a bad URL must fail the Deferred before GetPage returns")
+	var ue *url.Error
+	assert.ErrorAs(t, misuseFailureOf(d), &ue, "not the client's error")
+}
+
+// TestMisuseFiringThenTargetLosesNoFailure: the producer side of the
+// Deferred that Then or ThenDeferred returned belongs to the hand-over,
+// but nothing stops a caller from firing it. When the callback's result
+// then fails, that failure has nowhere to go; it must still not vanish:
+// it goes to the unhandled-failure handler (ThenDeferred does so today).
+func TestMisuseFiringThenTargetLosesNoFailure(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		make func(d *deferred.Deferred[int], err error) *deferred.Deferred[string]
+	}{
+		{"Then", func(d *deferred.Deferred[int], err error) *deferred.Deferred[string] {
+			return deferred.Then(d, func(int) (string, error) { return "", err })
+		}},
+		{"ThenDeferred", func(d *deferred.Deferred[int], err error) *deferred.Deferred[string] {
+			return deferred.ThenDeferred(d, func(int) *deferred.Deferred[string] { return deferred.Fail[string](err) })
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			errCb := errors.New("callback failure after the target was fired by hand")
+			reported := make(chan struct{}, 1)
+			prev := deferred.SetUnhandledHandler(func(f *deferred.Failure) {
+				if errors.Is(f, errCb) {
+					reported <- struct{}{}
+				}
+			})
+			defer deferred.SetUnhandledHandler(prev)
+
+			d := deferred.New[int]()
+			u := tc.make(d, errCb)
+			require.NoError(t, u.Callback("fired by hand"))
+			require.NoError(t, d.Callback(1))
+
+			deadline := time.Now().Add(5 * time.Second) // a guard, not a timing assertion
+			for {
+				select {
+				case <-reported:
+					return
+				default:
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the callback's failure was lost: never reported as unhandled")
+				}
+				runtime.GC()
+				time.Sleep(time.Millisecond) // let the cleanup goroutine run
+			}
+		})
+	}
+}
