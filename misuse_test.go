@@ -158,13 +158,13 @@ func misuseCases() []misuseCase {
 		{fn: "Then", name: "nil cb", run: func() error { deferred.Then[int, string](d(), nil); return nil },
 			panics: "Then called with a nil function", doc: "panics if d or cb is nil"},
 		{fn: "ThenDeferred", name: "nil cb", run: func() error { deferred.ThenDeferred[int, string](d(), nil); return nil },
-			panics: "ThenDeferred called with a nil function"}, // doc: only "is Then for …"
+			panics: "ThenDeferred called with a nil function", doc: "panics if d or cb is nil"},
 
 		// Nil Deferreds as arguments.
 		{fn: "Then", name: "nil d", run: func() error { deferred.Then(nil, misuseToString); return nil },
 			panics: "Then called with a nil *Deferred", doc: "panics if d or cb is nil"},
 		{fn: "ThenDeferred", name: "nil d", run: func() error { deferred.ThenDeferred(nil, misuseToDef); return nil },
-			panics: "ThenDeferred called with a nil *Deferred"}, // doc: only "is Then for …"
+			panics: "ThenDeferred called with a nil *Deferred", doc: "panics if d or cb is nil"},
 		{fn: "Deferred.Chain", name: "nil other", run: func() error { d().Chain(nil); return nil },
 			panics: "Chain called with a nil *Deferred", doc: "panics if other is nil"},
 		{fn: "Deferred.Chain", name: "itself", run: func() error { x := d(); x.Chain(x); return nil },
@@ -184,17 +184,17 @@ func misuseCases() []misuseCase {
 		{fn: "RunLimited", name: "nil f", run: func() error { deferred.RunLimited[int](deferred.NewSemaphore(1), nil); return nil },
 			panics: "RunLimited called with a nil function", doc: "panics if s or f is nil"},
 
-		// Stages that return a bad Deferred: failures whose message names
-		// the misuse, with no exported sentinel to match.
+		// Stages that return a bad Deferred: failures matching
+		// ErrInvalidReturn, whose message names the case.
 		{fn: "Deferred.AddCallbackDeferred", name: "cb returns nil", run: func() error {
 			return misuseFailureOf(deferred.Succeed(1).AddCallbackDeferred(func(int) *deferred.Deferred[int] { return nil }))
-		}, text: "nil *Deferred", doc: "nil returned Deferred fails the chain"},
+		}, is: deferred.ErrInvalidReturn, text: "nil *Deferred", doc: "fails the chain with an error matching ErrInvalidReturn"},
 		{fn: "Deferred.AddErrbackDeferred", name: "eb returns nil", run: func() error {
 			return misuseFailureOf(deferred.Fail[int](errors.New("x")).AddErrbackDeferred(func(*deferred.Failure) *deferred.Deferred[int] { return nil }))
-		}, text: "nil *Deferred"}, // doc silent
+		}, is: deferred.ErrInvalidReturn, text: "nil *Deferred", doc: "fails the chain with an error matching ErrInvalidReturn"},
 		{fn: "ThenDeferred", name: "cb returns nil", run: func() error {
 			return misuseFailureOf(deferred.ThenDeferred(deferred.Succeed(1), func(int) *deferred.Deferred[string] { return nil }))
-		}, text: "nil *Deferred", doc: "nil returned Deferred fails it"},
+		}, is: deferred.ErrInvalidReturn, text: "nil *Deferred", doc: "(nil, or one whose chain Then handed over, say) fails it with an error matching ErrInvalidReturn"},
 		{fn: "RunLocked", name: "f returns nil", run: func() error {
 			return misuseFailureOf(deferred.RunLocked(deferred.NewLock(), func() *deferred.Deferred[int] { return nil }))
 		}, text: "nil *Deferred", doc: "nil Deferred from f, releases l too and fails the returned Deferred"},
@@ -203,46 +203,46 @@ func misuseCases() []misuseCase {
 			x.AddCallbackDeferred(func(int) *deferred.Deferred[int] { return x })
 			_ = x.Callback(1)
 			return misuseFailureOf(x)
-		}, text: "the Deferred it belongs to"}, // doc silent
+		}, is: deferred.ErrInvalidReturn, text: "the Deferred it belongs to", doc: "d itself"},
 		{fn: "Deferred.AddCallbackDeferred", name: "cb returns a handed-over Deferred", run: func() error {
 			h := misuseHandedOver()
 			return misuseFailureOf(deferred.Succeed(1).AddCallbackDeferred(func(int) *deferred.Deferred[int] { return h }))
-		}, text: "handed over"}, // doc silent
+		}, is: deferred.ErrInvalidReturn, text: "handed over", doc: "one whose chain Then handed over"},
 		{fn: "Deferred.AddCallbackDeferred", name: "cb returns a Deferred another waits for", run: func() error {
 			w := misuseAwaited()
 			return misuseFailureOf(deferred.Succeed(1).AddCallbackDeferred(func(int) *deferred.Deferred[int] { return w }))
-		}, text: "already waits for"}, // doc silent
+		}, is: deferred.ErrInvalidReturn, text: "already waits for", doc: "one another Deferred already waits for"},
 		{fn: "Deferred.AddCallbackDeferred", name: "cb returns a Deferred that waits for this one", run: func() error {
 			var waiter *deferred.Deferred[int]
 			x := d().AddCallbackDeferred(func(int) *deferred.Deferred[int] { return waiter })
 			waiter = deferred.Succeed(1).AddCallbackDeferred(func(int) *deferred.Deferred[int] { return x })
 			_ = x.Callback(1)
 			return misuseFailureOf(waiter) // x's failure went on to waiter
-		}, text: "waits for this one"}, // doc silent
+		}, is: deferred.ErrInvalidReturn, text: "waits for this one", doc: "one that waits for d"},
 
 		// A handle used after Then.
 		{fn: "Deferred.AddCallback", name: "after Then", run: func() error { misuseHandedOver().AddCallback(misuseOK); return nil },
-			panics: "AddCallback on a Deferred whose chain was handed over"}, // doc silent (said on Then)
+			panics: "AddCallback on a Deferred whose chain was handed over", doc: "if d's chain was handed over"},
 		{fn: "Deferred.AddErrback", name: "after Then", run: func() error { misuseHandedOver().AddErrback(misuseEB); return nil },
-			panics: "AddErrback on a Deferred whose chain was handed over"}, // doc silent
+			panics: "AddErrback on a Deferred whose chain was handed over", doc: "if d's chain was handed over"},
 		{fn: "Deferred.AddCallbacks", name: "after Then", run: func() error { misuseHandedOver().AddCallbacks(misuseOK, misuseEB); return nil },
-			panics: "AddCallbacks on a Deferred whose chain was handed over"}, // doc silent
+			panics: "AddCallbacks on a Deferred whose chain was handed over", doc: "if d's chain was handed over"},
 		{fn: "Deferred.AddBoth", name: "after Then", run: func() error {
 			misuseHandedOver().AddBoth(func(v int, _ *deferred.Failure) (int, error) { return v, nil })
 			return nil
-		}, panics: "AddBoth on a Deferred whose chain was handed over"}, // doc silent
+		}, panics: "AddBoth on a Deferred whose chain was handed over", doc: "if d's chain was handed over"},
 		{fn: "Deferred.AddCallbackDeferred", name: "after Then", run: func() error { misuseHandedOver().AddCallbackDeferred(misuseDef); return nil },
-			panics: "AddCallbackDeferred on a Deferred whose chain was handed over"}, // doc silent
+			panics: "AddCallbackDeferred on a Deferred whose chain was handed over", doc: "if d's chain was handed over"},
 		{fn: "Deferred.AddErrbackDeferred", name: "after Then", run: func() error {
 			misuseHandedOver().AddErrbackDeferred(func(*deferred.Failure) *deferred.Deferred[int] { return nil })
 			return nil
-		}, panics: "AddErrbackDeferred on a Deferred whose chain was handed over"}, // doc silent
+		}, panics: "AddErrbackDeferred on a Deferred whose chain was handed over", doc: "if d's chain was handed over"},
 		{fn: "Deferred.Chain", name: "after Then", run: func() error { misuseHandedOver().Chain(d()); return nil },
-			panics: "Chain on a Deferred whose chain was handed over"}, // doc silent
+			panics: "Chain on a Deferred whose chain was handed over", doc: "if d's chain was handed over"},
 		{fn: "Then", name: "after Then", run: func() error { deferred.Then(misuseHandedOver(), misuseToString); return nil },
 			panics: "Then on a Deferred whose chain was handed over", doc: "calling Then on it again, panics"},
 		{fn: "ThenDeferred", name: "after Then", run: func() error { deferred.ThenDeferred(misuseHandedOver(), misuseToDef); return nil },
-			panics: "ThenDeferred on a Deferred whose chain was handed over"}, // doc: only "is Then for …"
+			panics: "ThenDeferred on a Deferred whose chain was handed over", doc: "if d's chain was already handed over"},
 		{fn: "Then", name: "on a Deferred another waits for", run: func() error { deferred.Then(misuseAwaited(), misuseToString); return nil },
 			panics: "another Deferred is waiting for", doc: "if another Deferred is waiting for d"},
 		{fn: "Deferred.AddTimeout", name: "after Then", run: func() error { misuseHandedOver().AddTimeout(time.Hour); return nil },
@@ -339,7 +339,7 @@ func misuseCases() []misuseCase {
 }
 
 // misuseRun runs f and returns its panic message, if it panicked.
-func misuseRun(f func() error) (err error, panicked bool, msg string) {
+func misuseRun(f func() error) (panicked bool, msg string, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			panicked = true
@@ -353,7 +353,7 @@ func misuseRun(f func() error) (err error, panicked bool, msg string) {
 			}
 		}
 	}()
-	return f(), false, ""
+	return false, "", f()
 }
 
 // misuseDocs returns the doc comments of the exported functions and
@@ -409,7 +409,7 @@ func TestMisuseAnswers(t *testing.T) {
 	var silent []string
 	for _, c := range misuseCases() {
 		t.Run(c.fn+"/"+c.name, func(t *testing.T) {
-			err, panicked, msg := misuseRun(c.run)
+			panicked, msg, err := misuseRun(c.run)
 			prefix := "deferred: "
 			if strings.HasPrefix(c.fn, "web.") {
 				prefix = "web: "
@@ -476,7 +476,7 @@ func TestMisuseFiringThenTargetLosesNoFailure(t *testing.T) {
 					reported <- struct{}{}
 				}
 			})
-			defer deferred.SetUnhandledHandler(prev)
+			defer func() { deferred.SetUnhandledHandler(prev) }()
 
 			d := deferred.New[int]()
 			u := tc.make(d, errCb)

@@ -922,7 +922,7 @@ func (s *stress) timers(r *rand.Rand) {
 func TestStressEverythingAtOnce(t *testing.T) {
 	led := newStressLedger()
 	prev := SetUnhandledHandler(led.report)
-	defer SetUnhandledHandler(prev)
+	defer func() { SetUnhandledHandler(prev) }()
 	ctx, cancel := context.WithTimeout(context.Background(), stressGuard)
 	s := &stress{t: t, ctx: ctx, led: led}
 
