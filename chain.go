@@ -2,7 +2,6 @@ package deferred
 
 import (
 	"errors"
-	"fmt"
 	"runtime"
 	"sync/atomic"
 )
@@ -355,29 +354,41 @@ func call[T any](f func() (T, error)) (v T, fl *Failure) {
 	return v, fl
 }
 
-var errNilDeferred = errors.New("deferred: a stage returned a nil *Deferred")
+// ErrInvalidReturn is matched (errors.Is) by the failure of a chain whose
+// …Deferred stage returned a Deferred it cannot wait for: nil, the
+// Deferred the stage belongs to, one whose chain Then handed over, one that
+// another Deferred already waits for, or one that waits for this one.
+var ErrInvalidReturn = errors.New("deferred: a stage returned a Deferred the chain cannot wait for")
+
+// invalidReturn is an ErrInvalidReturn that says which case it is.
+type invalidReturn string
+
+func (e invalidReturn) Error() string        { return string(e) }
+func (e invalidReturn) Is(target error) bool { return target == ErrInvalidReturn }
+
+var errNilDeferred error = invalidReturn("deferred: a stage returned a nil *Deferred")
 
 // link makes outer, which is marked as waiting for inner and not running,
 // continue with inner's result once inner's chain has run. It returns the
 // node to drive next.
 func link[T any](outer, inner *Deferred[T]) node {
 	if inner == outer {
-		return outer.deliver(zeroOf[T](), failureOf(fmt.Errorf(
+		return outer.deliver(zeroOf[T](), failureOf(invalidReturn(
 			"deferred: a stage returned the Deferred it belongs to; its chain would wait for itself forever")))
 	}
 	if waitsFor(inner, outer) {
-		return outer.deliver(zeroOf[T](), failureOf(errors.New(
+		return outer.deliver(zeroOf[T](), failureOf(invalidReturn(
 			"deferred: a stage returned a Deferred that waits for this one; both would wait forever")))
 	}
 	inner.mu.Lock()
 	switch {
 	case inner.handedOver:
 		inner.mu.Unlock()
-		return outer.deliver(zeroOf[T](), failureOf(errors.New(
+		return outer.deliver(zeroOf[T](), failureOf(invalidReturn(
 			"deferred: a stage returned a Deferred whose chain was handed over by Then")))
 	case inner.parent != nil:
 		inner.mu.Unlock()
-		return outer.deliver(zeroOf[T](), failureOf(errors.New(
+		return outer.deliver(zeroOf[T](), failureOf(invalidReturn(
 			"deferred: a stage returned a Deferred that another Deferred already waits for")))
 	case inner.called && !inner.running && inner.paused.Load() == 0 && inner.waiting == nil &&
 		int(inner.head) == len(inner.stages):

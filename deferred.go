@@ -63,7 +63,8 @@ var ErrNilError = errors.New("deferred: Errback called with a nil error")
 // running the chain, the adding goroutine does not wait: the stage is queued
 // and the running goroutine runs it.
 //
-// A Deferred must not be copied.
+// A Deferred must not be copied. Its methods panic, naming themselves, when
+// called on a nil *Deferred (String returns a placeholder instead).
 type Deferred[T any] struct {
 	mu     spinLock
 	paused atomic.Int32 // changed under mu; read without it between stages
@@ -172,6 +173,7 @@ func Maybe[T any](f func() (T, error)) *Deferred[T] {
 // which is ignored and returns nil, so that a producer that did not notice
 // the cancellation does not fail.
 func (d *Deferred[T]) Callback(v T) error {
+	mustNotBeNil(d, "Callback")
 	d.mu.Lock()
 	if d.called {
 		return d.calledAgain()
@@ -201,6 +203,7 @@ func (d *Deferred[T]) runNow() {
 // matching ErrNilError. If d has already fired, Errback behaves as Callback
 // does.
 func (d *Deferred[T]) Errback(err error) error {
+	mustNotBeNil(d, "Errback")
 	f := errbackFailure(err)
 	d.mu.Lock()
 	if d.called {
@@ -247,7 +250,8 @@ func (d *Deferred[T]) fire(v T, f *Failure, skip int) {
 // AddCallbacks adds a stage of two halves: cb runs if the chain holds a
 // value at this point, eb if it holds a failure. They form one level: eb
 // never sees an error returned by cb; the next errback does. AddCallbacks
-// returns d. It panics if cb or eb is nil.
+// returns d. It panics if cb or eb is nil, or if d's chain was handed over
+// by Then or ThenDeferred.
 func (d *Deferred[T]) AddCallbacks(cb func(T) (T, error), eb func(*Failure) (T, error)) *Deferred[T] {
 	if cb == nil || eb == nil {
 		panic("deferred: AddCallbacks called with a nil function")
@@ -257,7 +261,8 @@ func (d *Deferred[T]) AddCallbacks(cb func(T) (T, error), eb func(*Failure) (T, 
 
 // AddCallback adds a callback: cb gets the value, and its (v, nil) passes v
 // on while its (_, err) fails the chain from here. A failure passes cb by.
-// AddCallback returns d. It panics if cb is nil.
+// AddCallback returns d. It panics if cb is nil, or if d's chain was handed
+// over by Then or ThenDeferred.
 func (d *Deferred[T]) AddCallback(cb func(T) (T, error)) *Deferred[T] {
 	if cb == nil {
 		panic("deferred: AddCallback called with a nil function")
@@ -268,7 +273,8 @@ func (d *Deferred[T]) AddCallback(cb func(T) (T, error)) *Deferred[T] {
 // AddErrback adds an errback: eb gets the failure, and its (v, nil)
 // recovers with v while its (_, err) keeps failing with err (return the
 // Failure itself to pass it on unchanged). A value passes eb by. AddErrback
-// returns d. It panics if eb is nil.
+// returns d. It panics if eb is nil, or if d's chain was handed over by
+// Then or ThenDeferred.
 func (d *Deferred[T]) AddErrback(eb func(*Failure) (T, error)) *Deferred[T] {
 	if eb == nil {
 		panic("deferred: AddErrback called with a nil function")
@@ -279,7 +285,8 @@ func (d *Deferred[T]) AddErrback(eb func(*Failure) (T, error)) *Deferred[T] {
 // AddBoth adds f as both callback and errback: it gets the value and a nil
 // *Failure, or the zero value and the failure. Returning that nil *Failure
 // as the error counts as success, so `return v, f` passes any result on.
-// AddBoth returns d and panics if f is nil.
+// AddBoth returns d. It panics if f is nil, or if d's chain was handed over
+// by Then or ThenDeferred.
 func (d *Deferred[T]) AddBoth(f func(T, *Failure) (T, error)) *Deferred[T] {
 	if f == nil {
 		panic("deferred: AddBoth called with a nil function")
@@ -288,8 +295,12 @@ func (d *Deferred[T]) AddBoth(f func(T, *Failure) (T, error)) *Deferred[T] {
 }
 
 // AddCallbackDeferred adds a callback that returns a Deferred: the chain
-// waits for it and goes on with its result, value or failure. A nil
-// returned Deferred fails the chain. It returns d and panics if cb is nil.
+// waits for it and goes on with its result, value or failure. A returned
+// Deferred the chain cannot wait for — nil, d itself, one whose chain Then
+// handed over, one another Deferred already waits for, or one that waits
+// for d — fails the chain with an error matching ErrInvalidReturn.
+// AddCallbackDeferred returns d. It panics if cb is nil, or if d's chain
+// was handed over by Then or ThenDeferred.
 func (d *Deferred[T]) AddCallbackDeferred(cb func(T) *Deferred[T]) *Deferred[T] {
 	if cb == nil {
 		panic("deferred: AddCallbackDeferred called with a nil function")
@@ -298,8 +309,11 @@ func (d *Deferred[T]) AddCallbackDeferred(cb func(T) *Deferred[T]) *Deferred[T] 
 }
 
 // AddErrbackDeferred adds an errback that returns a Deferred: the chain
-// waits for it and goes on with its result, value or failure. It returns d
-// and panics if eb is nil.
+// waits for it and goes on with its result, value or failure. A returned
+// Deferred the chain cannot wait for fails the chain with an error matching
+// ErrInvalidReturn, as for AddCallbackDeferred. AddErrbackDeferred returns
+// d. It panics if eb is nil, or if d's chain was handed over by Then or
+// ThenDeferred.
 func (d *Deferred[T]) AddErrbackDeferred(eb func(*Failure) *Deferred[T]) *Deferred[T] {
 	if eb == nil {
 		panic("deferred: AddErrbackDeferred called with a nil function")
@@ -312,8 +326,8 @@ func (d *Deferred[T]) AddErrbackDeferred(eb func(*Failure) *Deferred[T]) *Deferr
 // the zero value (the result now belongs to other, which also reports it if
 // it is a failure nobody handles). If other has already fired, d's chain
 // fails from here with an ErrAlreadyCalled error. Chains of any length fire
-// in a loop, not by recursion. Chain returns d; it panics if other is nil or
-// is d.
+// in a loop, not by recursion. Chain returns d. It panics if other is nil
+// or is d, or if d's chain was handed over by Then or ThenDeferred.
 func (d *Deferred[T]) Chain(other *Deferred[T]) *Deferred[T] {
 	if other == nil {
 		panic("deferred: Chain called with a nil *Deferred")
@@ -325,6 +339,7 @@ func (d *Deferred[T]) Chain(other *Deferred[T]) *Deferred[T] {
 }
 
 func (d *Deferred[T]) add(st stage[T], method string) *Deferred[T] {
+	mustNotBeNil(d, method)
 	d.mu.Lock()
 	if d.handedOver {
 		d.mu.Unlock()
@@ -340,6 +355,14 @@ func (d *Deferred[T]) add(st stage[T], method string) *Deferred[T] {
 		driveFrom(next, resume)
 	}
 	return d
+}
+
+// mustNotBeNil panics, naming method, on a nil receiver: a clearer message
+// than the nil dereference that would follow.
+func mustNotBeNil[T any](d *Deferred[T], method string) {
+	if d == nil {
+		panic("deferred: " + method + " called on a nil *Deferred")
+	}
 }
 
 func handedOverMessage(method string) string {
@@ -377,7 +400,10 @@ func Then[T, U any](d *Deferred[T], cb func(T) (U, error)) *Deferred[U] {
 }
 
 // ThenDeferred is Then for a cb that returns a Deferred: the new Deferred
-// fires with that Deferred's result. A nil returned Deferred fails it.
+// fires with that Deferred's result. A returned Deferred it cannot wait for
+// (nil, or one whose chain Then handed over, say) fails it with an error
+// matching ErrInvalidReturn. ThenDeferred panics if d or cb is nil, or if
+// d's chain was already handed over or another Deferred is waiting for d.
 func ThenDeferred[T, U any](d *Deferred[T], cb func(T) *Deferred[U]) *Deferred[U] {
 	if cb == nil {
 		panic("deferred: ThenDeferred called with a nil function")
@@ -444,6 +470,7 @@ func (d *Deferred[T]) handOver(method string, h handoffFunc[T]) {
 // Pause stops d's chain before its next stage until a matching Unpause.
 // Pauses count: n Pauses need n Unpauses.
 func (d *Deferred[T]) Pause() {
+	mustNotBeNil(d, "Pause")
 	d.mu.Lock()
 	d.paused.Add(1)
 	d.mu.Unlock()
@@ -454,6 +481,7 @@ func (d *Deferred[T]) Pause() {
 // is not paused does nothing (Twisted would count below zero and never run
 // the chain again).
 func (d *Deferred[T]) Unpause() {
+	mustNotBeNil(d, "Unpause")
 	d.mu.Lock()
 	if d.paused.Load() > 0 {
 		d.paused.Add(-1)
@@ -475,6 +503,7 @@ func (d *Deferred[T]) Unpause() {
 // nothing. A panicking canceller does not make Cancel panic: d fails with
 // the panic's Failure.
 func (d *Deferred[T]) Cancel() {
+	mustNotBeNil(d, "Cancel")
 	d.mu.Lock()
 	for d.called {
 		// Fired: cancel what the chain waits for, down a nest of any depth.
@@ -538,6 +567,7 @@ func runCanceller[T any](c func(*Deferred[T]), d *Deferred[T]) (f *Failure) {
 
 // Called reports whether d has fired (Callback, Errback or Cancel).
 func (d *Deferred[T]) Called() bool {
+	mustNotBeNil(d, "Called")
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.called
@@ -547,6 +577,9 @@ func (d *Deferred[T]) Called() bool {
 // pending, paused, waiting for another Deferred, or its current value or
 // failure — like Twisted's repr.
 func (d *Deferred[T]) String() string {
+	if d == nil {
+		return "<nil *Deferred[" + typeName[T]() + "]>"
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var b strings.Builder

@@ -1,6 +1,7 @@
 package deferred
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"runtime"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 	"weak"
 
 	"github.com/stretchr/testify/assert"
@@ -1102,4 +1104,25 @@ func TestCoreChainRunsTargetFirstEvenWhenItAddsToSource(t *testing.T) {
 	src.AddCallback(note("source after Chain"))
 	require.NoError(t, src.Callback(1))
 	assert.Equal(t, []string{"target 1", "target 2", "source after Chain", "added to source by target"}, order)
+}
+
+// TestCoreNilReceiverPanicsNameTheMethod: a method called on a nil
+// *Deferred panics with a message naming the method, not with a runtime
+// nil dereference; String gives a placeholder.
+func TestCoreNilReceiverPanicsNameTheMethod(t *testing.T) {
+	var d *Deferred[int]
+	for name, call := range map[string]func(){
+		"Callback":    func() { _ = d.Callback(1) },
+		"Errback":     func() { _ = d.Errback(errCoreA) },
+		"AddCallback": func() { d.AddCallback(func(v int) (int, error) { return v, nil }) },
+		"Pause":       d.Pause,
+		"Unpause":     d.Unpause,
+		"Cancel":      d.Cancel,
+		"Called":      func() { d.Called() },
+		"Await":       func() { _, _ = d.Await(context.Background()) },
+		"AddTimeout":  func() { d.AddTimeout(time.Second) },
+	} {
+		require.PanicsWithValue(t, "deferred: "+name+" called on a nil *Deferred", call, name)
+	}
+	assert.Equal(t, "<nil *Deferred[int]>", d.String())
 }
