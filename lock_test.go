@@ -184,6 +184,7 @@ func TestLockCancelLastWaiterLeavesLockFree(t *testing.T) {
 	l.Acquire()
 	d := l.Acquire()
 	d.Cancel()
+	assert.ErrorIs(t, primWatch(d).f, ErrCancelled) // handled: not reported
 	assert.Equal(t, 0, l.Waiting())
 	l.Release()
 	assert.False(t, l.Locked())

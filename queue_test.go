@@ -128,6 +128,7 @@ func TestQueueCancelOnlyGetThenPutStores(t *testing.T) {
 	q := NewQueue[int](0, 0)
 	d := q.Get()
 	d.Cancel()
+	assert.ErrorIs(t, primWatch(d).f, ErrCancelled) // handled: not reported
 	require.NoError(t, q.Put(5))
 	assert.Equal(t, 1, q.Len(), "no waiter left: the value is stored")
 	assert.Equal(t, 5, primWatch(q.Get()).v)
