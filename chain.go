@@ -58,18 +58,35 @@ type node interface {
 // stage is one callback/errback pair. Each side is nil (pass the result
 // on) or one of
 //
-//	func(T) (T, error) / func(*Failure) (T, error)   AddCallback, AddErrback
-//	func(T) *Deferred[T] / func(*Failure) *Deferred[T] the …Deferred variants
-//	func(T, *Failure) (T, error)                      AddBoth, on both sides
-//	*Deferred[T]                                      Chain, on both sides
-//	*slot[T]                                          List, Gather, Race
-//	handoffFunc[T]                                    Then's hand-over, always last
-//	waiterRef[T]                                      give the result to the Deferred waiting for d
+//	callbackFn[T], errbackFn[T]          AddCallback, AddErrback
+//	callbackDeferredFn[T], errbackDef…   the …Deferred variants
+//	bothFn[T]                            AddBoth
+//	*pairStage[T]                        AddCallbacks
+//	*Deferred[T]                         Chain
+//	*slot[T]                             List, Gather, Race
+//	handoffFunc[T]                       Then's hand-over, always last
+//	waiterRef[T]                         give the result to the Deferred waiting for d
 //
-// Two interface words a side keep a stage at 32 bytes, so three fit inline
-// in a Deferred; func values are pointer-shaped and box without allocating.
+// One interface keeps a stage at 16 bytes, so three fit inline in a small
+// Deferred; func values are pointer-shaped and box without allocating. The
+// named types keep the kinds apart even where the signatures would not
+// (a Deferred[*Failure]'s callback has an errback's signature).
 type stage[T any] struct {
-	cb, eb any
+	fn any
+}
+
+type (
+	callbackFn[T any]         func(T) (T, error)
+	errbackFn[T any]          func(*Failure) (T, error)
+	bothFn[T any]             func(T, *Failure) (T, error)
+	callbackDeferredFn[T any] func(T) *Deferred[T]
+	errbackDeferredFn[T any]  func(*Failure) *Deferred[T]
+)
+
+// pairStage is AddCallbacks' stage: the one case with two functions.
+type pairStage[T any] struct {
+	cb callbackFn[T]
+	eb errbackFn[T]
 }
 
 // A waiterRef is the stage that link adds to a Deferred another one waits
@@ -82,7 +99,7 @@ type waiterRef[T any] *Deferred[T]
 // returns that one, to be driven on.
 type handoffFunc[T any] func(T, *Failure) node
 
-func bothStage[T any](f func(T, *Failure) (T, error)) stage[T] { return stage[T]{cb: f, eb: f} }
+func bothStage[T any](f func(T, *Failure) (T, error)) stage[T] { return stage[T]{fn: bothFn[T](f)} }
 
 // drive runs n and everything it leads to.
 func drive(n node) { driveFrom(n, nil) }
@@ -268,7 +285,7 @@ func (d *Deferred[T]) runSome(batch []stage[T], r *batchRun[T]) (stopped bool) {
 	for r.n < len(batch) {
 		st := &batch[r.n]
 		r.n++
-		switch x := st.cb.(type) {
+		switch x := st.fn.(type) {
 		case *Deferred[T]:
 			r.other = x
 			return true
@@ -305,36 +322,43 @@ func runStage[T any](st *stage[T], v T, f *Failure) (rv T, rf *Failure, inner *D
 // callStage is runStage without the recover.
 func callStage[T any](st *stage[T], v T, f *Failure) (rv T, rf *Failure, inner *Deferred[T]) {
 	var err error
-	if f == nil {
-		switch fn := st.cb.(type) {
-		case func(T) (T, error):
-			rv, err = fn(v)
-		case func(T) *Deferred[T]:
-			if inner = fn(v); inner == nil {
-				err = errNilDeferred
-			}
-		case func(T, *Failure) (T, error):
-			rv, err = fn(v, nil)
-		case *slot[T]: // List, Gather, Race
-			rv, err = fn.s.settle(fn.i, v, nil)
-		default:
-			return v, nil, nil
-		}
-	} else {
-		switch fn := st.eb.(type) {
-		case func(*Failure) (T, error):
-			rv, err = fn(f)
-		case func(*Failure) *Deferred[T]:
-			if inner = fn(f); inner == nil {
-				err = errNilDeferred
-			}
-		case func(T, *Failure) (T, error):
-			rv, err = fn(v, f)
-		case *slot[T]:
-			rv, err = fn.s.settle(fn.i, v, f)
-		default:
+	switch fn := st.fn.(type) {
+	case callbackFn[T]:
+		if f != nil {
 			return v, f, nil
 		}
+		rv, err = fn(v)
+	case errbackFn[T]:
+		if f == nil {
+			return v, nil, nil
+		}
+		rv, err = fn(f)
+	case bothFn[T]:
+		rv, err = fn(v, f)
+	case *slot[T]: // List, Gather, Race
+		rv, err = fn.s.settle(fn.i, v, f)
+	case *pairStage[T]:
+		if f == nil {
+			rv, err = fn.cb(v)
+		} else {
+			rv, err = fn.eb(f)
+		}
+	case callbackDeferredFn[T]:
+		if f != nil {
+			return v, f, nil
+		}
+		if inner = fn(v); inner == nil {
+			err = errNilDeferred
+		}
+	case errbackDeferredFn[T]:
+		if f == nil {
+			return v, nil, nil
+		}
+		if inner = fn(f); inner == nil {
+			err = errNilDeferred
+		}
+	default:
+		return v, f, nil
 	}
 	if err != nil {
 		if f, ok := err.(*Failure); ok && f == nil {
@@ -350,7 +374,7 @@ func callStage[T any](st *stage[T], v T, f *Failure) (rv T, rf *Failure, inner *
 
 // call calls f, turning a panic into a Failure.
 func call[T any](f func() (T, error)) (v T, fl *Failure) {
-	v, fl, _ = runStage(&stage[T]{cb: func(T) (T, error) { return f() }}, v, nil)
+	v, fl, _ = runStage(&stage[T]{fn: callbackFn[T](func(T) (T, error) { return f() })}, v, nil)
 	return v, fl
 }
 
@@ -406,7 +430,7 @@ func link[T any](outer, inner *Deferred[T]) node {
 	default:
 		inner.parent = outer
 		w := waiterRef[T](outer)
-		inner.stages = append(inner.stages, stage[T]{cb: w, eb: w})
+		inner.stages = append(inner.stages, stage[T]{fn: w})
 		inner.mu.Unlock()
 		return inner
 	}

@@ -256,7 +256,7 @@ func (d *Deferred[T]) AddCallbacks(cb func(T) (T, error), eb func(*Failure) (T, 
 	if cb == nil || eb == nil {
 		panic("deferred: AddCallbacks called with a nil function")
 	}
-	return d.add(stage[T]{cb: cb, eb: eb}, "AddCallbacks")
+	return d.add(stage[T]{fn: &pairStage[T]{cb: cb, eb: eb}}, "AddCallbacks")
 }
 
 // AddCallback adds a callback: cb gets the value, and its (v, nil) passes v
@@ -267,7 +267,7 @@ func (d *Deferred[T]) AddCallback(cb func(T) (T, error)) *Deferred[T] {
 	if cb == nil {
 		panic("deferred: AddCallback called with a nil function")
 	}
-	return d.add(stage[T]{cb: cb}, "AddCallback")
+	return d.add(stage[T]{fn: callbackFn[T](cb)}, "AddCallback")
 }
 
 // AddErrback adds an errback: eb gets the failure, and its (v, nil)
@@ -279,7 +279,7 @@ func (d *Deferred[T]) AddErrback(eb func(*Failure) (T, error)) *Deferred[T] {
 	if eb == nil {
 		panic("deferred: AddErrback called with a nil function")
 	}
-	return d.add(stage[T]{eb: eb}, "AddErrback")
+	return d.add(stage[T]{fn: errbackFn[T](eb)}, "AddErrback")
 }
 
 // AddBoth adds f as both callback and errback: it gets the value and a nil
@@ -305,7 +305,7 @@ func (d *Deferred[T]) AddCallbackDeferred(cb func(T) *Deferred[T]) *Deferred[T] 
 	if cb == nil {
 		panic("deferred: AddCallbackDeferred called with a nil function")
 	}
-	return d.add(stage[T]{cb: cb}, "AddCallbackDeferred")
+	return d.add(stage[T]{fn: callbackDeferredFn[T](cb)}, "AddCallbackDeferred")
 }
 
 // AddErrbackDeferred adds an errback that returns a Deferred: the chain
@@ -318,7 +318,7 @@ func (d *Deferred[T]) AddErrbackDeferred(eb func(*Failure) *Deferred[T]) *Deferr
 	if eb == nil {
 		panic("deferred: AddErrbackDeferred called with a nil function")
 	}
-	return d.add(stage[T]{eb: eb}, "AddErrbackDeferred")
+	return d.add(stage[T]{fn: errbackDeferredFn[T](eb)}, "AddErrbackDeferred")
 }
 
 // Chain makes other fire with d's result at this point of d's chain, like
@@ -335,7 +335,7 @@ func (d *Deferred[T]) Chain(other *Deferred[T]) *Deferred[T] {
 	if other == d {
 		panic("deferred: Chain called with the Deferred itself")
 	}
-	return d.add(stage[T]{cb: other, eb: other}, "Chain")
+	return d.add(stage[T]{fn: other}, "Chain")
 }
 
 func (d *Deferred[T]) add(st stage[T], method string) *Deferred[T] {
@@ -416,7 +416,7 @@ func ThenDeferred[T, U any](d *Deferred[T], cb func(T) *Deferred[U]) *Deferred[U
 		if f != nil {
 			return u.settleOrReport(zeroOf[U](), f)
 		}
-		_, rf, inner := runStage(&stage[U]{cb: func(U) *Deferred[U] { return cb(v) }}, zeroOf[U](), nil)
+		_, rf, inner := runStage(&stage[U]{fn: callbackDeferredFn[U](func(U) *Deferred[U] { return cb(v) })}, zeroOf[U](), nil)
 		if rf != nil {
 			return u.settleOrReport(zeroOf[U](), rf)
 		}
@@ -456,7 +456,7 @@ func (d *Deferred[T]) handOver(method string, h handoffFunc[T]) {
 		panic("deferred: " + method + " on a Deferred that another Deferred is waiting for")
 	}
 	d.handedOver = true
-	d.stages = append(d.stages, stage[T]{cb: h, eb: h})
+	d.stages = append(d.stages, stage[T]{fn: h})
 	if !d.runnable() {
 		d.mu.Unlock()
 		return
