@@ -1126,3 +1126,22 @@ func TestCoreNilReceiverPanicsNameTheMethod(t *testing.T) {
 	}
 	assert.Equal(t, "<nil *Deferred[int]>", d.String())
 }
+
+// TestCoreDeferredOfFailureKeepsCallbacksAndErrbacksApart: in a
+// Deferred[*Failure] a callback and an errback have the same signature; a
+// value still goes to the callback only, a failure to the errback only.
+func TestCoreDeferredOfFailureKeepsCallbacksAndErrbacksApart(t *testing.T) {
+	var got []string
+	d := New[*Failure]()
+	d.AddCallback(func(v *Failure) (*Failure, error) { got = append(got, "callback: "+v.Error()); return v, nil })
+	d.AddErrback(func(f *Failure) (*Failure, error) { got = append(got, "errback: "+f.Error()); return nil, nil })
+	require.NoError(t, d.Callback(NewFailure(errCoreA)))
+	assert.Equal(t, []string{"callback: core test error A"}, got)
+
+	got = nil
+	e := New[*Failure]()
+	e.AddCallback(func(v *Failure) (*Failure, error) { got = append(got, "callback"); return v, nil })
+	e.AddErrback(func(f *Failure) (*Failure, error) { got = append(got, "errback: "+f.Error()); return nil, nil })
+	require.NoError(t, e.Errback(errCoreA))
+	assert.Equal(t, []string{"errback: core test error A"}, got)
+}
