@@ -99,6 +99,25 @@ type waiterRef[T any] *Deferred[T]
 // returns that one, to be driven on.
 type handoffFunc[T any] func(T, *Failure) node
 
+// inlineStages is how many stages a Deferred holds without allocating.
+const inlineStages = 3
+
+// stageSpill holds the stages past the inline ones.
+type stageSpill[T any] struct{ s []stage[T] }
+
+// push queues st. d.mu is held.
+func (d *Deferred[T]) push(st stage[T]) {
+	if d.n < inlineStages {
+		d.inline[d.n] = st
+	} else {
+		if d.spill == nil {
+			d.spill = &stageSpill[T]{s: make([]stage[T], 0, 2*inlineStages)}
+		}
+		d.spill.s = append(d.spill.s, st)
+	}
+	d.n++
+}
+
 func bothStage[T any](f func(T, *Failure) (T, error)) stage[T] { return stage[T]{fn: bothFn[T](f)} }
 
 // drive runs n and everything it leads to.
@@ -137,7 +156,7 @@ func driveFrom(n, r node) {
 // must be held.
 func (d *Deferred[T]) runnable() bool {
 	return d.called && !d.running && d.paused.Load() == 0 && d.waiting == nil &&
-		int(d.head) < len(d.stages)
+		d.head < d.n
 }
 
 // noteIdle arms the unhandled-failure report of a Deferred the loop found
@@ -175,29 +194,52 @@ func (d *Deferred[T]) run() (next, resume node) {
 		d.cleanupArmed = false
 		d.x.cleanup.Stop()
 	}
-	for d.paused.Load() == 0 && int(d.head) < len(d.stages) {
-		// Run the stages queued so far without the lock. Others may append
-		// meanwhile: that never touches these elements (a growing append
+	for d.paused.Load() == 0 && d.head < d.n {
+		// Run the stages queued so far without the lock. Others may push
+		// meanwhile: that never touches these elements (a growing spill
 		// only copies them), and only the runner moves head.
-		start := int(d.head)
-		stages := d.stages
-		batch := stages[start:]
+		start, end := int(d.head), int(d.n)
+		var spill []stage[T]
+		if d.spill != nil {
+			spill = d.spill.s
+		}
 		v, f := d.value, d.failure
 		d.mu.Unlock()
 
 		r := batchRun[T]{v: v, f: f}
-		for r.n < len(batch) && !d.runSome(batch, &r) {
+		n := 0
+		if start < inlineStages {
+			seg := d.inline[start:min(end, inlineStages)]
+			for r.n < len(seg) && !r.stopped {
+				d.runSome(seg, &r)
+			}
+			n = r.n
 		}
-		n, v, f := r.n, r.v, r.f
+		if !r.stopped && end > inlineStages {
+			seg := spill[max(start, inlineStages)-inlineStages : end-inlineStages]
+			r.n = 0
+			for r.n < len(seg) && !r.stopped {
+				d.runSome(seg, &r)
+			}
+			n += r.n
+		}
+		v, f = r.v, r.f
 		inner, other, handoff, waiter := r.inner, r.other, r.handoff, r.waiter
 
 		d.mu.Lock()
-		clear(batch[:n]) // let the closures go
-		if &d.stages[0] != &stages[0] {
-			clear(d.stages[start : start+n]) // append moved them: the copies too
+		for i := start; i < start+n; i++ { // let the closures go
+			if i < inlineStages {
+				d.inline[i] = stage[T]{}
+			} else {
+				spill[i-inlineStages] = stage[T]{}
+				d.spill.s[i-inlineStages] = stage[T]{} // the copy, if the spill grew
+			}
 		}
-		if d.head = int32(start + n); int(d.head) == len(d.stages) {
-			d.head, d.stages = 0, d.stages[:0]
+		if d.head = int32(start + n); d.head == d.n {
+			d.head, d.n = 0, 0
+			if d.spill != nil {
+				d.spill.s = d.spill.s[:0]
+			}
 		}
 		d.value, d.failure = v, f
 
@@ -219,7 +261,7 @@ func (d *Deferred[T]) run() (next, resume node) {
 			// Twisted's order: the waiting Deferred's chain goes on first,
 			// then ours, which we keep running meanwhile.
 			d.value, d.failure, d.parent = zeroOf[T](), nil, nil
-			more := int(d.head) < len(d.stages)
+			more := d.head < d.n
 			if !more {
 				d.running = false
 			}
@@ -260,7 +302,8 @@ func (d *Deferred[T]) run() (next, resume node) {
 
 // batchRun is the state of a run of stages outside the lock.
 type batchRun[T any] struct {
-	n       int // stages used, the one that stopped the run included
+	n       int  // stages of the segment used, the one that stopped the run included
+	stopped bool // a stage returned a Deferred, is special, or paused d
 	v       T
 	f       *Failure
 	inner   *Deferred[T]   // returned by the last stage: wait for it
@@ -270,16 +313,16 @@ type batchRun[T any] struct {
 }
 
 // runSome runs batch's stages from r.n on, until one returns a Deferred, is
-// a Chain or hand-over stage, or pauses d (true), or panics (false: the
-// panic is now the result, and the caller goes on from the next stage). One
-// deferred recover covers the whole run: recovering per stage would cost a
-// defer each.
-func (d *Deferred[T]) runSome(batch []stage[T], r *batchRun[T]) (stopped bool) {
+// a Chain, hand-over or waiter stage, or pauses d (r.stopped), or panics
+// (the panic is now the result, and the caller goes on from the next stage).
+// One deferred recover covers the whole run: recovering per stage would
+// cost a defer each.
+func (d *Deferred[T]) runSome(batch []stage[T], r *batchRun[T]) {
 	defer func() {
 		if p := recover(); p != nil {
 			var zero T
 			r.v, r.f, r.inner = zero, panicFailure(p), nil
-			stopped = d.paused.Load() != 0
+			r.stopped = d.paused.Load() != 0
 		}
 	}()
 	for r.n < len(batch) {
@@ -287,23 +330,24 @@ func (d *Deferred[T]) runSome(batch []stage[T], r *batchRun[T]) (stopped bool) {
 		r.n++
 		switch x := st.fn.(type) {
 		case *Deferred[T]:
-			r.other = x
-			return true
+			r.other, r.stopped = x, true
+			return
 		case handoffFunc[T]:
-			r.handoff = x
-			return true
+			r.handoff, r.stopped = x, true
+			return
 		case waiterRef[T]:
-			r.waiter = x
-			return true
+			r.waiter, r.stopped = x, true
+			return
 		}
 		if r.v, r.f, r.inner = callStage(st, r.v, r.f); r.inner != nil {
-			return true
+			r.stopped = true
+			return
 		}
 		if d.paused.Load() != 0 {
-			return true // a stage paused us
+			r.stopped = true // a stage paused us
+			return
 		}
 	}
-	return true
 }
 
 // runStage runs one stage on the result (v, f) and returns the new result,
@@ -415,7 +459,7 @@ func link[T any](outer, inner *Deferred[T]) node {
 		return outer.deliver(zeroOf[T](), failureOf(invalidReturn(
 			"deferred: a stage returned a Deferred that another Deferred already waits for")))
 	case inner.called && !inner.running && inner.paused.Load() == 0 && inner.waiting == nil &&
-		int(inner.head) == len(inner.stages):
+		inner.head == inner.n:
 		// Already fired and idle: take its result now (Twisted leaves the
 		// inner Deferred holding None; we leave it the zero value).
 		v, f := inner.value, inner.failure
@@ -430,7 +474,7 @@ func link[T any](outer, inner *Deferred[T]) node {
 	default:
 		inner.parent = outer
 		w := waiterRef[T](outer)
-		inner.stages = append(inner.stages, stage[T]{fn: w})
+		inner.push(stage[T]{fn: w})
 		inner.mu.Unlock()
 		return inner
 	}

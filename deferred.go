@@ -68,7 +68,8 @@ var ErrNilError = errors.New("deferred: Errback called with a nil error")
 type Deferred[T any] struct {
 	mu     spinLock
 	paused atomic.Int32 // changed under mu; read without it between stages
-	head   int32        // stages[:head] have run
+	head   int32        // stages before head have run
+	n      int32        // stages queued: inline[:min(n, 3)], then spill.s
 
 	called                bool
 	running               bool
@@ -81,8 +82,8 @@ type Deferred[T any] struct {
 	value   T
 	failure *Failure
 
-	stages []stage[T]
-	inline [3]stage[T]
+	inline [inlineStages]stage[T]
+	spill  *stageSpill[T] // stages past the inline ones
 
 	canceller func(*Deferred[T])
 	waiting   *Deferred[T] // the Deferred a stage returned, while we wait for it
@@ -116,7 +117,6 @@ func (d *Deferred[T]) debug() *debugInfo {
 // Callback or Errback.
 func New[T any]() *Deferred[T] {
 	d := new(Deferred[T])
-	d.stages = d.inline[:0]
 	if debugging.Load() {
 		d.ext().debug = &debugInfo{created: stackString(3)}
 	}
@@ -345,7 +345,7 @@ func (d *Deferred[T]) add(st stage[T], method string) *Deferred[T] {
 		d.mu.Unlock()
 		panic(handedOverMessage(method))
 	}
-	d.stages = append(d.stages, st)
+	d.push(st)
 	if !d.runnable() {
 		d.mu.Unlock()
 		return d
@@ -456,7 +456,7 @@ func (d *Deferred[T]) handOver(method string, h handoffFunc[T]) {
 		panic("deferred: " + method + " on a Deferred that another Deferred is waiting for")
 	}
 	d.handedOver = true
-	d.stages = append(d.stages, stage[T]{fn: h})
+	d.push(stage[T]{fn: h})
 	if !d.runnable() {
 		d.mu.Unlock()
 		return

@@ -348,7 +348,7 @@ func (g *fanIn[T]) attach(fn string, c settler[T]) {
 			panic(fmt.Sprintf("deferred: %s: input %d was handed over by Then or ThenDeferred; pass the Deferred that Then returned", fn, i))
 		}
 		g.slots[i] = slot[T]{s: c, i: i}
-		d.stages = append(d.stages, stage[T]{fn: &g.slots[i]})
+		d.push(stage[T]{fn: &g.slots[i]})
 		if ready < 0 && d.runnable() {
 			ready = i
 		}
