@@ -512,14 +512,7 @@ func (d *Deferred[T]) deliver(v T, f *Failure) node {
 func (d *Deferred[T]) settle(v T, f *Failure) (node, error) {
 	d.mu.Lock()
 	if d.called {
-		if d.suppressAlreadyCalled {
-			d.suppressAlreadyCalled = false
-			d.mu.Unlock()
-			return nil, nil
-		}
-		err := d.alreadyCalledError()
-		d.mu.Unlock()
-		return nil, err
+		return nil, d.calledAgain()
 	}
 	d.fire(v, f, 1)
 	d.mu.Unlock()

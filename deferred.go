@@ -215,14 +215,13 @@ func (d *Deferred[T]) Errback(err error) error {
 	return nil
 }
 
+// errbackFailure is the Failure for Errback(err) and Fail(err): a nil err
+// becomes ErrNilError, never a success.
 func errbackFailure(err error) *Failure {
 	if err == nil {
-		return &Failure{err: ErrNilError, stack: callers(4)}
+		err = ErrNilError
 	}
-	if f, ok := err.(*Failure); ok && f != nil {
-		return f
-	}
-	return &Failure{err: err, stack: callers(4)}
+	return wrapFailure(err, 5)
 }
 
 // calledAgain handles a second Callback or Errback. d.mu is held; it is
@@ -346,14 +345,7 @@ func (d *Deferred[T]) add(st stage[T], method string) *Deferred[T] {
 		panic(handedOverMessage(method))
 	}
 	d.push(st)
-	if !d.runnable() {
-		d.mu.Unlock()
-		return d
-	}
-	d.running = true
-	if next, resume := d.run(); next != nil || resume != nil {
-		driveFrom(next, resume)
-	}
+	d.runNow()
 	return d
 }
 
@@ -457,14 +449,7 @@ func (d *Deferred[T]) handOver(method string, h handoffFunc[T]) {
 	}
 	d.handedOver = true
 	d.push(stage[T]{fn: h})
-	if !d.runnable() {
-		d.mu.Unlock()
-		return
-	}
-	d.running = true
-	if next, resume := d.run(); next != nil || resume != nil {
-		driveFrom(next, resume)
-	}
+	d.runNow()
 }
 
 // Pause stops d's chain before its next stage until a matching Unpause.
@@ -486,11 +471,7 @@ func (d *Deferred[T]) Unpause() {
 	if d.paused.Load() > 0 {
 		d.paused.Add(-1)
 	}
-	run := d.runnable()
-	d.mu.Unlock()
-	if run {
-		drive(d)
-	}
+	d.runNow()
 }
 
 // Cancel asks for d's result to be abandoned. If d has not fired, Cancel
@@ -551,8 +532,7 @@ func (d *Deferred[T]) Cancel() {
 	}
 	var zero T
 	d.fire(zero, f, 2)
-	d.mu.Unlock()
-	drive(d)
+	d.runNow()
 }
 
 func runCanceller[T any](c func(*Deferred[T]), d *Deferred[T]) (f *Failure) {

@@ -31,19 +31,21 @@ func NewFailure(err error) *Failure {
 	if err == nil {
 		panic("deferred: NewFailure called with a nil error")
 	}
-	if f, ok := err.(*Failure); ok && f != nil {
-		return f
-	}
-	return &Failure{err: err, stack: callers(3)}
+	return wrapFailure(err, 4)
 }
 
 // failureOf is NewFailure for errors returned by stages: the recorded stack
 // is the firing loop's, since the stage's own frame is gone by then.
-func failureOf(err error) *Failure {
-	if f, ok := err.(*Failure); ok {
+func failureOf(err error) *Failure { return wrapFailure(err, 4) }
+
+// wrapFailure returns err if it is a Failure and otherwise wraps it,
+// recording the stack from logical frame skip on (callers' numbering: 2 is
+// wrapFailure itself, 3 its caller).
+func wrapFailure(err error, skip int) *Failure {
+	if f, ok := err.(*Failure); ok && f != nil {
 		return f
 	}
-	return &Failure{err: err, stack: callers(3)}
+	return &Failure{err: err, stack: callers(skip)}
 }
 
 // PanicError is the error inside a Failure made from a recovered panic

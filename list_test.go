@@ -836,24 +836,3 @@ func TestRaceConcurrentFiring(t *testing.T) {
 		require.True(t, strings.HasPrefix(err.Error(), fmt.Sprintf("input %d:", i)), err.Error())
 	}
 }
-
-// BenchmarkGatherPending measures Gather over 1,000 pending inputs:
-// creating them, the call, then firing every input.
-func BenchmarkGatherPending(b *testing.B) {
-	const n = 1000
-	ds := make([]*Deferred[int], n)
-	b.ReportAllocs()
-	for b.Loop() {
-		for i := range ds {
-			ds[i] = New[int]()
-		}
-		g := Gather(ds...)
-		for i, d := range ds {
-			_ = d.Callback(i)
-		}
-		if !g.Called() {
-			b.Fatal("Gather did not fire")
-		}
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/input")
-}
