@@ -4,6 +4,7 @@ import (
 	"errors"
 	"runtime"
 	"sync/atomic"
+	"unsafe"
 )
 
 // spinLock guards a Deferred's fields. Its critical sections are a few
@@ -55,45 +56,108 @@ type node interface {
 	resume() (next, resume node)
 }
 
-// stage is one callback/errback pair. Each side is nil (pass the result
-// on) or one of
+// stage is one callback/errback pair: a pointer-shaped value and a kind
+// that says what the pointer is.
 //
-//	callbackFn[T], errbackFn[T]          AddCallback, AddErrback
-//	callbackDeferredFn[T], errbackDef…   the …Deferred variants
-//	bothFn[T]                            AddBoth
-//	*pairStage[T]                        AddCallbacks
-//	*Deferred[T]                         Chain
-//	*slot[T]                             List, Gather, Race
-//	handoffFunc[T]                       Then's hand-over, always last
-//	waiterRef[T]                         give the result to the Deferred waiting for d
+//	kind                      p                  made by
+//	kindCallback, kindErrback func(T) (T, error)… AddCallback, AddErrback
+//	kindCallbackDeferred, …   func(T) *Deferred…  the …Deferred variants
+//	kindBoth                  func(T, *Failure)…  AddBoth
+//	kindPair                  *pairStage[T]       AddCallbacks
+//	kindSlot                  *slot[T]            List, Gather, Race
+//	kindChain                 *Deferred[T]        Chain
+//	kindHandoff               handoffFunc[T]      Then's hand-over, always last
+//	kindWaiter                *Deferred[T]        give the result to the Deferred waiting for d
 //
-// One interface keeps a stage at 16 bytes, so three fit inline in a small
-// Deferred; func values are pointer-shaped and box without allocating. The
-// named types keep the kinds apart even where the signatures would not
-// (a Deferred[*Failure]'s callback has an errback's signature).
+// Func values are one pointer, so every kind fits in p without boxing, and
+// a Deferred keeps its first stages as three pointers and three kind bytes.
+// The kind keeps stages apart even where the signatures would not (a
+// Deferred[*Failure]'s callback has an errback's signature), and switching
+// on a byte is cheaper than a type switch over generic types. T is not
+// stored: it ties a stage to the Deferred[T] it may be added to.
 type stage[T any] struct {
-	fn any
+	p unsafe.Pointer
+	k stageKind
 }
 
-type (
-	callbackFn[T any]         func(T) (T, error)
-	errbackFn[T any]          func(*Failure) (T, error)
-	bothFn[T any]             func(T, *Failure) (T, error)
-	callbackDeferredFn[T any] func(T) *Deferred[T]
-	errbackDeferredFn[T any]  func(*Failure) *Deferred[T]
+// stageKind says what a stage's pointer is.
+type stageKind uint8
+
+const (
+	kindNone stageKind = iota
+	kindCallback
+	kindErrback
+	kindBoth
+	kindCallbackDeferred
+	kindErrbackDeferred
+	kindPair
+	kindSlot
+	// The kinds from here on are not run by callStage: they stop a batch
+	// and the loop handles them.
+	kindChain
+	kindHandoff
+	kindWaiter
 )
+
+// funcPtr returns the pointer that the func value f is.
+func funcPtr[F any](f F) unsafe.Pointer { return *(*unsafe.Pointer)(unsafe.Pointer(&f)) }
+
+// ptrFunc turns a pointer from funcPtr back into its func type.
+func ptrFunc[F any](p unsafe.Pointer) F { return *(*F)(unsafe.Pointer(&p)) }
+
+type (
+	callbackFn[T any]         = func(T) (T, error)
+	errbackFn[T any]          = func(*Failure) (T, error)
+	bothFn[T any]             = func(T, *Failure) (T, error)
+	callbackDeferredFn[T any] = func(T) *Deferred[T]
+	errbackDeferredFn[T any]  = func(*Failure) *Deferred[T]
+)
+
+func callbackStage[T any](f callbackFn[T]) stage[T] {
+	return stage[T]{p: funcPtr(f), k: kindCallback}
+}
+
+func errbackStage[T any](f errbackFn[T]) stage[T] {
+	return stage[T]{p: funcPtr(f), k: kindErrback}
+}
+
+func bothStage[T any](f bothFn[T]) stage[T] { return stage[T]{p: funcPtr(f), k: kindBoth} }
+
+func callbackDeferredStage[T any](f callbackDeferredFn[T]) stage[T] {
+	return stage[T]{p: funcPtr(f), k: kindCallbackDeferred}
+}
+
+func errbackDeferredStage[T any](f errbackDeferredFn[T]) stage[T] {
+	return stage[T]{p: funcPtr(f), k: kindErrbackDeferred}
+}
+
+func pairStageOf[T any](cb callbackFn[T], eb errbackFn[T]) stage[T] {
+	return stage[T]{p: unsafe.Pointer(&pairStage[T]{cb: cb, eb: eb}), k: kindPair}
+}
+
+func slotStage[T any](s *slot[T]) stage[T] { return stage[T]{p: unsafe.Pointer(s), k: kindSlot} }
+
+func chainStage[T any](other *Deferred[T]) stage[T] {
+	return stage[T]{p: unsafe.Pointer(other), k: kindChain}
+}
+
+func handoffStage[T any](h handoffFunc[T]) stage[T] {
+	return stage[T]{p: funcPtr(h), k: kindHandoff}
+}
+
+// waiterStage is the stage that link adds to a Deferred another one waits
+// for: at that point of its chain, its result moves to the waiting one, as
+// Twisted's continuation callback does. Stages added later see the zero
+// value.
+func waiterStage[T any](outer *Deferred[T]) stage[T] {
+	return stage[T]{p: unsafe.Pointer(outer), k: kindWaiter}
+}
 
 // pairStage is AddCallbacks' stage: the one case with two functions.
 type pairStage[T any] struct {
 	cb callbackFn[T]
 	eb errbackFn[T]
 }
-
-// A waiterRef is the stage that link adds to a Deferred another one waits
-// for: at that point of its chain, its result moves to the waiting one, as
-// Twisted's continuation callback does. Stages added later see the zero
-// value.
-type waiterRef[T any] *Deferred[T]
 
 // handoffFunc moves the result to the Deferred that Then returned and
 // returns that one, to be driven on.
@@ -102,23 +166,19 @@ type handoffFunc[T any] func(T, *Failure) node
 // inlineStages is how many stages a Deferred holds without allocating.
 const inlineStages = 3
 
-// stageSpill holds the stages past the inline ones.
-type stageSpill[T any] struct{ s []stage[T] }
-
 // push queues st. d.mu is held.
 func (d *Deferred[T]) push(st stage[T]) {
 	if d.n < inlineStages {
-		d.inline[d.n] = st
+		d.inline[d.n], d.kinds[d.n] = st.p, st.k
 	} else {
-		if d.spill == nil {
-			d.spill = &stageSpill[T]{s: make([]stage[T], 0, 2*inlineStages)}
+		x := d.ext()
+		if x.spill == nil {
+			x.spill = make([]stage[T], 0, 2*inlineStages)
 		}
-		d.spill.s = append(d.spill.s, st)
+		x.spill = append(x.spill, st)
 	}
 	d.n++
 }
-
-func bothStage[T any](f func(T, *Failure) (T, error)) stage[T] { return stage[T]{fn: bothFn[T](f)} }
 
 // drive runs n and everything it leads to.
 func drive(n node) { driveFrom(n, nil) }
@@ -200,8 +260,14 @@ func (d *Deferred[T]) run() (next, resume node) {
 		// only copies them), and only the runner moves head.
 		start, end := int(d.head), int(d.n)
 		var spill []stage[T]
-		if d.spill != nil {
-			spill = d.spill.s
+		if end > inlineStages {
+			spill = d.x.spill
+		}
+		// The inline stages are copied out: pushes write the slots after
+		// them, never these, but a copy is one slice for runSome.
+		var local [inlineStages]stage[T]
+		for i := start; i < min(end, inlineStages); i++ {
+			local[i-start] = stage[T]{p: d.inline[i], k: d.kinds[i]}
 		}
 		v, f := d.value, d.failure
 		d.mu.Unlock()
@@ -209,7 +275,7 @@ func (d *Deferred[T]) run() (next, resume node) {
 		r := batchRun[T]{v: v, f: f}
 		n := 0
 		if start < inlineStages {
-			seg := d.inline[start:min(end, inlineStages)]
+			seg := local[:min(end, inlineStages)-start]
 			for r.n < len(seg) && !r.stopped {
 				d.runSome(seg, &r)
 			}
@@ -229,16 +295,16 @@ func (d *Deferred[T]) run() (next, resume node) {
 		d.mu.Lock()
 		for i := start; i < start+n; i++ { // let the closures go
 			if i < inlineStages {
-				d.inline[i] = stage[T]{}
+				d.inline[i] = nil
 			} else {
 				spill[i-inlineStages] = stage[T]{}
-				d.spill.s[i-inlineStages] = stage[T]{} // the copy, if the spill grew
+				d.x.spill[i-inlineStages] = stage[T]{} // the copy, if the spill grew
 			}
 		}
 		if d.head = int32(start + n); d.head == d.n {
 			d.head, d.n = 0, 0
-			if d.spill != nil {
-				d.spill.s = d.spill.s[:0]
+			if d.x != nil {
+				d.x.spill = d.x.spill[:0]
 			}
 		}
 		d.value, d.failure = v, f
@@ -316,44 +382,71 @@ type batchRun[T any] struct {
 // a Chain, hand-over or waiter stage, or pauses d (r.stopped), or panics
 // (the panic is now the result, and the caller goes on from the next stage).
 // One deferred recover covers the whole run: recovering per stage would
-// cost a defer each.
+// cost a defer each. The result lives in locals between stages; r.n is
+// kept up to date for the recover.
 func (d *Deferred[T]) runSome(batch []stage[T], r *batchRun[T]) {
+	// Calling recover costs a runtime call; a flag set on every normal
+	// return spares it. (A panic with a nil value still recovers non-nil,
+	// as a *runtime.PanicNilError.)
+	returned := false
 	defer func() {
+		if returned {
+			return
+		}
 		if p := recover(); p != nil {
 			var zero T
 			r.v, r.f, r.inner = zero, panicFailure(p), nil
 			r.stopped = d.paused.Load() != 0
 		}
 	}()
-	for r.n < len(batch) {
-		st := &batch[r.n]
-		r.n++
-		switch x := st.fn.(type) {
-		case *Deferred[T]:
-			r.other, r.stopped = x, true
+	v, f := r.v, r.f
+	for i := r.n; i < len(batch); {
+		st := batch[i]
+		i++
+		r.n = i
+		switch {
+		case st.k == kindCallback && f == nil:
+			// The common stage, run here rather than through callStage.
+			nv, err := ptrFunc[callbackFn[T]](st.p)(v)
+			if err != nil {
+				v, f = stageFailed[T](nv, err)
+			} else {
+				v = nv
+			}
+		case st.k >= kindChain:
+			switch st.k {
+			case kindChain:
+				r.other = (*Deferred[T])(st.p)
+			case kindHandoff:
+				r.handoff = ptrFunc[handoffFunc[T]](st.p)
+			default: // kindWaiter
+				r.waiter = (*Deferred[T])(st.p)
+			}
+			r.v, r.f, r.stopped = v, f, true
+			returned = true
 			return
-		case handoffFunc[T]:
-			r.handoff, r.stopped = x, true
-			return
-		case waiterRef[T]:
-			r.waiter, r.stopped = x, true
-			return
-		}
-		if r.v, r.f, r.inner = callStage(st, r.v, r.f); r.inner != nil {
-			r.stopped = true
-			return
+		default:
+			var inner *Deferred[T]
+			if v, f, inner = callStage(st, v, f); inner != nil {
+				r.v, r.f, r.inner, r.stopped = v, f, inner, true
+				returned = true
+				return
+			}
 		}
 		if d.paused.Load() != 0 {
-			r.stopped = true // a stage paused us
+			r.v, r.f, r.stopped = v, f, true // a stage paused us
+			returned = true
 			return
 		}
 	}
+	r.v, r.f = v, f
+	returned = true
 }
 
 // runStage runs one stage on the result (v, f) and returns the new result,
 // or the Deferred the stage returned, which the chain must now wait for. A
 // panic in the stage becomes the new result's Failure.
-func runStage[T any](st *stage[T], v T, f *Failure) (rv T, rf *Failure, inner *Deferred[T]) {
+func runStage[T any](st stage[T], v T, f *Failure) (rv T, rf *Failure, inner *Deferred[T]) {
 	defer func() {
 		if p := recover(); p != nil {
 			var zero T
@@ -363,62 +456,72 @@ func runStage[T any](st *stage[T], v T, f *Failure) (rv T, rf *Failure, inner *D
 	return callStage(st, v, f)
 }
 
-// callStage is runStage without the recover.
-func callStage[T any](st *stage[T], v T, f *Failure) (rv T, rf *Failure, inner *Deferred[T]) {
+// callStage is runStage without the recover. st must be of a kind before
+// kindChain.
+func callStage[T any](st stage[T], v T, f *Failure) (rv T, rf *Failure, inner *Deferred[T]) {
 	var err error
-	switch fn := st.fn.(type) {
-	case callbackFn[T]:
+	switch st.k {
+	case kindCallback:
 		if f != nil {
 			return v, f, nil
 		}
-		rv, err = fn(v)
-	case errbackFn[T]:
+		rv, err = ptrFunc[callbackFn[T]](st.p)(v)
+	case kindErrback:
 		if f == nil {
 			return v, nil, nil
 		}
-		rv, err = fn(f)
-	case bothFn[T]:
-		rv, err = fn(v, f)
-	case *slot[T]: // List, Gather, Race
-		rv, err = fn.s.settle(fn.i, v, f)
-	case *pairStage[T]:
+		rv, err = ptrFunc[errbackFn[T]](st.p)(f)
+	case kindBoth:
+		rv, err = ptrFunc[bothFn[T]](st.p)(v, f)
+	case kindSlot: // List, Gather, Race
+		s := (*slot[T])(st.p)
+		rv, err = s.s.settle(s.i, v, f)
+	case kindPair:
+		ps := (*pairStage[T])(st.p)
 		if f == nil {
-			rv, err = fn.cb(v)
+			rv, err = ps.cb(v)
 		} else {
-			rv, err = fn.eb(f)
+			rv, err = ps.eb(f)
 		}
-	case callbackDeferredFn[T]:
+	case kindCallbackDeferred:
 		if f != nil {
 			return v, f, nil
 		}
-		if inner = fn(v); inner == nil {
+		if inner = ptrFunc[callbackDeferredFn[T]](st.p)(v); inner == nil {
 			err = errNilDeferred
 		}
-	case errbackDeferredFn[T]:
+	default: // kindErrbackDeferred
 		if f == nil {
 			return v, nil, nil
 		}
-		if inner = fn(f); inner == nil {
+		if inner = ptrFunc[errbackDeferredFn[T]](st.p)(f); inner == nil {
 			err = errNilDeferred
 		}
-	default:
-		return v, f, nil
 	}
 	if err != nil {
-		if f, ok := err.(*Failure); ok && f == nil {
-			// AddBoth's natural pass-through returns its nil *Failure on
-			// success: a typed nil means no failure, not a mystery error.
-			return rv, nil, inner
+		rv, rf = stageFailed[T](rv, err)
+		if rf != nil {
+			inner = nil
 		}
-		var zero T
-		return zero, failureOf(err), nil
+		return rv, rf, inner
 	}
 	return rv, nil, inner
 }
 
+// stageFailed is the result of a stage that returned (v, err) with a non-nil
+// err: the zero value and err's Failure, or, for a typed nil *Failure (the
+// natural pass-through of AddBoth on success), v and no failure.
+func stageFailed[T any](v T, err error) (T, *Failure) {
+	if f, ok := err.(*Failure); ok && f == nil {
+		return v, nil
+	}
+	var zero T
+	return zero, failureOf(err)
+}
+
 // call calls f, turning a panic into a Failure.
 func call[T any](f func() (T, error)) (v T, fl *Failure) {
-	v, fl, _ = runStage(&stage[T]{fn: callbackFn[T](func(T) (T, error) { return f() })}, v, nil)
+	v, fl, _ = runStage(callbackStage(func(T) (T, error) { return f() }), v, nil)
 	return v, fl
 }
 
@@ -450,7 +553,7 @@ func link[T any](outer, inner *Deferred[T]) node {
 	}
 	inner.mu.Lock()
 	switch {
-	case inner.handedOver:
+	case inner.is(handedOver):
 		inner.mu.Unlock()
 		return outer.deliver(zeroOf[T](), failureOf(invalidReturn(
 			"deferred: a stage returned a Deferred whose chain was handed over by Then")))
@@ -473,8 +576,7 @@ func link[T any](outer, inner *Deferred[T]) node {
 		return outer.deliver(v, f)
 	default:
 		inner.parent = outer
-		w := waiterRef[T](outer)
-		inner.push(stage[T]{fn: w})
+		inner.push(waiterStage(outer))
 		inner.mu.Unlock()
 		return inner
 	}
@@ -526,7 +628,7 @@ func (d *Deferred[T]) settleWaiting(inner *Deferred[T]) node {
 	if d.called {
 		// Fired by its user or cancelled meanwhile: inner keeps its result,
 		// and reports it if it is a failure nobody handles.
-		d.suppressAlreadyCalled = false
+		d.set(suppressAlreadyCalled, false)
 		d.mu.Unlock()
 		return nil
 	}

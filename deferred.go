@@ -37,6 +37,7 @@ import (
 	"runtime"
 	"strings"
 	"sync/atomic"
+	"unsafe"
 )
 
 // ErrAlreadyCalled is matched (errors.Is) by the error that Callback and
@@ -69,21 +70,18 @@ type Deferred[T any] struct {
 	mu     spinLock
 	paused atomic.Int32 // changed under mu; read without it between stages
 	head   int32        // stages before head have run
-	n      int32        // stages queued: inline[:min(n, 3)], then spill.s
+	n      int32        // stages queued: inline[:min(n, 3)], then x.spill
 
-	called                bool
-	running               bool
-	cancelled             bool
-	suppressAlreadyCalled bool
-	handedOver            bool
-	cleanupArmed          bool
-	cancelUpstream        bool // made by Then: the canceller cancels the source
+	called       bool
+	running      bool
+	cleanupArmed bool
+	flags        flags // the rarer states
+	kinds        [inlineStages]stageKind
 
 	value   T
 	failure *Failure
 
-	inline [inlineStages]stage[T]
-	spill  *stageSpill[T] // stages past the inline ones
+	inline [inlineStages]unsafe.Pointer // the first stages (kinds says what they are); the rest are in x.spill
 
 	canceller func(*Deferred[T])
 	waiting   *Deferred[T] // the Deferred a stage returned, while we wait for it
@@ -95,6 +93,33 @@ type Deferred[T any] struct {
 type extra[T any] struct {
 	cleanup runtime.Cleanup // reports an unhandled failure
 	debug   *debugInfo      // with SetDebugging(true)
+	spill   []stage[T]      // stages past the inline ones
+}
+
+// flags are a Deferred's rarer states, one bit each, kept in one byte so
+// that a Deferred[int] fits 96 bytes. They change under d.mu.
+type flags uint8
+
+const (
+	// cancelled: Cancel has run on it (once).
+	cancelled flags = 1 << iota
+	// suppressAlreadyCalled: the producer's next firing is expected, after
+	// a Cancel that had no canceller to tell it, and is ignored.
+	suppressAlreadyCalled
+	// handedOver: Then or ThenDeferred took its chain over.
+	handedOver
+	// cancelUpstream: made by Then; its canceller cancels the source.
+	cancelUpstream
+)
+
+func (d *Deferred[T]) is(f flags) bool { return d.flags&f != 0 }
+
+func (d *Deferred[T]) set(f flags, on bool) {
+	if on {
+		d.flags |= f
+	} else {
+		d.flags &^= f
+	}
 }
 
 // ext returns d's extra fields, making them on first use. d.mu is held (or
@@ -179,6 +204,10 @@ func (d *Deferred[T]) Callback(v T) error {
 		return d.calledAgain()
 	}
 	d.fire(v, nil, 3)
+	if d.n == 0 { // no stage: nothing to run, and no failure to report
+		d.mu.Unlock()
+		return nil
+	}
 	d.runNow()
 	return nil
 }
@@ -227,8 +256,8 @@ func errbackFailure(err error) *Failure {
 // calledAgain handles a second Callback or Errback. d.mu is held; it is
 // released.
 func (d *Deferred[T]) calledAgain() error {
-	if d.suppressAlreadyCalled {
-		d.suppressAlreadyCalled = false
+	if d.is(suppressAlreadyCalled) {
+		d.set(suppressAlreadyCalled, false)
 		d.mu.Unlock()
 		return nil
 	}
@@ -255,7 +284,7 @@ func (d *Deferred[T]) AddCallbacks(cb func(T) (T, error), eb func(*Failure) (T, 
 	if cb == nil || eb == nil {
 		panic("deferred: AddCallbacks called with a nil function")
 	}
-	return d.add(stage[T]{fn: &pairStage[T]{cb: cb, eb: eb}}, "AddCallbacks")
+	return d.add(pairStageOf(cb, eb), "AddCallbacks")
 }
 
 // AddCallback adds a callback: cb gets the value, and its (v, nil) passes v
@@ -266,7 +295,7 @@ func (d *Deferred[T]) AddCallback(cb func(T) (T, error)) *Deferred[T] {
 	if cb == nil {
 		panic("deferred: AddCallback called with a nil function")
 	}
-	return d.add(stage[T]{fn: callbackFn[T](cb)}, "AddCallback")
+	return d.add(callbackStage(cb), "AddCallback")
 }
 
 // AddErrback adds an errback: eb gets the failure, and its (v, nil)
@@ -278,7 +307,7 @@ func (d *Deferred[T]) AddErrback(eb func(*Failure) (T, error)) *Deferred[T] {
 	if eb == nil {
 		panic("deferred: AddErrback called with a nil function")
 	}
-	return d.add(stage[T]{fn: errbackFn[T](eb)}, "AddErrback")
+	return d.add(errbackStage(eb), "AddErrback")
 }
 
 // AddBoth adds f as both callback and errback: it gets the value and a nil
@@ -304,7 +333,7 @@ func (d *Deferred[T]) AddCallbackDeferred(cb func(T) *Deferred[T]) *Deferred[T] 
 	if cb == nil {
 		panic("deferred: AddCallbackDeferred called with a nil function")
 	}
-	return d.add(stage[T]{fn: callbackDeferredFn[T](cb)}, "AddCallbackDeferred")
+	return d.add(callbackDeferredStage(cb), "AddCallbackDeferred")
 }
 
 // AddErrbackDeferred adds an errback that returns a Deferred: the chain
@@ -317,7 +346,7 @@ func (d *Deferred[T]) AddErrbackDeferred(eb func(*Failure) *Deferred[T]) *Deferr
 	if eb == nil {
 		panic("deferred: AddErrbackDeferred called with a nil function")
 	}
-	return d.add(stage[T]{fn: errbackDeferredFn[T](eb)}, "AddErrbackDeferred")
+	return d.add(errbackDeferredStage(eb), "AddErrbackDeferred")
 }
 
 // Chain makes other fire with d's result at this point of d's chain, like
@@ -334,17 +363,21 @@ func (d *Deferred[T]) Chain(other *Deferred[T]) *Deferred[T] {
 	if other == d {
 		panic("deferred: Chain called with the Deferred itself")
 	}
-	return d.add(stage[T]{fn: other}, "Chain")
+	return d.add(chainStage(other), "Chain")
 }
 
 func (d *Deferred[T]) add(st stage[T], method string) *Deferred[T] {
 	mustNotBeNil(d, method)
 	d.mu.Lock()
-	if d.handedOver {
+	if d.is(handedOver) {
 		d.mu.Unlock()
 		panic(handedOverMessage(method))
 	}
 	d.push(st)
+	if !d.called { // the common case: nothing to run yet
+		d.mu.Unlock()
+		return d
+	}
 	d.runNow()
 	return d
 }
@@ -408,7 +441,7 @@ func ThenDeferred[T, U any](d *Deferred[T], cb func(T) *Deferred[U]) *Deferred[U
 		if f != nil {
 			return u.settleOrReport(zeroOf[U](), f)
 		}
-		_, rf, inner := runStage(&stage[U]{fn: callbackDeferredFn[U](func(U) *Deferred[U] { return cb(v) })}, zeroOf[U](), nil)
+		_, rf, inner := runStage(callbackDeferredStage(func(U) *Deferred[U] { return cb(v) }), zeroOf[U](), nil)
 		if rf != nil {
 			return u.settleOrReport(zeroOf[U](), rf)
 		}
@@ -431,7 +464,7 @@ func (d *Deferred[T]) settleOrReport(v T, f *Failure) node {
 // thenTarget returns the Deferred that takes d's chain over in Then.
 func thenTarget[T, U any](d *Deferred[T]) *Deferred[U] {
 	u := NewWithCanceller(func(*Deferred[U]) { d.Cancel() })
-	u.cancelUpstream = true
+	u.set(cancelUpstream, true)
 	return u
 }
 
@@ -440,15 +473,15 @@ func thenTarget[T, U any](d *Deferred[T]) *Deferred[U] {
 func (d *Deferred[T]) handOver(method string, h handoffFunc[T]) {
 	d.mu.Lock()
 	switch {
-	case d.handedOver:
+	case d.is(handedOver):
 		d.mu.Unlock()
 		panic(handedOverMessage(method))
 	case d.parent != nil:
 		d.mu.Unlock()
 		panic("deferred: " + method + " on a Deferred that another Deferred is waiting for")
 	}
-	d.handedOver = true
-	d.push(stage[T]{fn: h})
+	d.set(handedOver, true)
+	d.push(handoffStage(h))
 	d.runNow()
 }
 
@@ -496,7 +529,7 @@ func (d *Deferred[T]) Cancel() {
 		d = w
 		d.mu.Lock()
 	}
-	if d.cancelUpstream {
+	if d.is(cancelUpstream) {
 		// Then's Deferred: cancelling it is cancelling the source, whose
 		// result, cancelled or not, arrives through the hand-over. A
 		// source that has fired ignores the Cancel, as in Twisted.
@@ -505,11 +538,11 @@ func (d *Deferred[T]) Cancel() {
 		c(d)
 		return
 	}
-	if d.cancelled {
+	if d.is(cancelled) {
 		d.mu.Unlock()
 		return
 	}
-	d.cancelled = true
+	d.set(cancelled, true)
 	c := d.canceller
 	d.canceller = nil
 	d.mu.Unlock()
@@ -528,7 +561,7 @@ func (d *Deferred[T]) Cancel() {
 	}
 	if c == nil {
 		// Nobody told the producer: let its eventual firing pass quietly.
-		d.suppressAlreadyCalled = true
+		d.set(suppressAlreadyCalled, true)
 	}
 	var zero T
 	d.fire(zero, f, 2)

@@ -341,14 +341,14 @@ func (g *fanIn[T]) attach(fn string, c settler[T]) {
 			continue
 		}
 		d.mu.Lock()
-		if d.handedOver {
+		if d.is(handedOver) {
 			d.mu.Unlock()
 			g.abandoned.Store(true)
 			g.run(ready, i)
 			panic(fmt.Sprintf("deferred: %s: input %d was handed over by Then or ThenDeferred; pass the Deferred that Then returned", fn, i))
 		}
 		g.slots[i] = slot[T]{s: c, i: i}
-		d.push(stage[T]{fn: &g.slots[i]})
+		d.push(slotStage(&g.slots[i]))
 		if ready < 0 && d.runnable() {
 			ready = i
 		}
