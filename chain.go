@@ -180,6 +180,19 @@ func (d *Deferred[T]) push(st stage[T]) {
 	d.n++
 }
 
+// queued reports whether a stage with pointer p is in d's queue: not run
+// yet, or in the batch running now (head moves only after a batch).
+func (d *Deferred[T]) queued(p unsafe.Pointer) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i := d.head; i < d.n; i++ {
+		if i < inlineStages && d.inline[i] == p || i >= inlineStages && d.x.spill[i-inlineStages].p == p {
+			return true
+		}
+	}
+	return false
+}
+
 // drive runs n and everything it leads to.
 func drive(n node) { driveFrom(n, nil) }
 

@@ -95,7 +95,6 @@ func (l *listing[T]) settle(i int, v T, f *Failure) (T, error) {
 	if l.abandoned.Load() {
 		return passOn(v, f)
 	}
-	l.inputs[i].Store(nil)
 	fill(l.out, Outcome[T]{Value: v, Failure: f}, i, l.next)
 	if l.left.Add(-1) == 0 {
 		// An error here means l.d was cancelled and failed already.
@@ -150,7 +149,6 @@ func (g *gathering[T]) settle(i int, v T, f *Failure) (T, error) {
 	if g.abandoned.Load() {
 		return passOn(v, f)
 	}
-	g.inputs[i].Store(nil)
 	if f != nil {
 		if g.failed.CompareAndSwap(false, true) {
 			_ = g.d.Errback(&FirstError{Index: i, Failure: f})
@@ -203,10 +201,9 @@ func (r *racing[T]) settle(i int, v T, f *Failure) (T, error) {
 	if r.abandoned.Load() {
 		return passOn(v, f)
 	}
-	r.inputs[i].Store(nil)
 	if f == nil {
 		if r.won.CompareAndSwap(false, true) {
-			r.cancel() // our own entry is nil already
+			r.cancel() // our own input has fired: Cancel passes it by
 			_ = r.d.Callback(Indexed[T]{Index: i, Value: v})
 		}
 		return v, nil
@@ -228,9 +225,9 @@ func (r *racing[T]) settle(i int, v T, f *Failure) (T, error) {
 // fanIn is what List, Gather and Race share: the inputs, which positions
 // repeat an input, and how many distinct inputs are left to count down.
 type fanIn[T any] struct {
-	// inputs holds each distinct input at its first position until its
-	// stage has run; a repeated position stays nil. Cancel targets these.
-	inputs []atomic.Pointer[Deferred[T]]
+	// inputs holds each distinct input at its first position; a repeated
+	// position stays nil. It does not change after init.
+	inputs []*Deferred[T]
 	// next is nil unless an input repeats; then next[i] is the next
 	// position holding the same input as position i, or -1.
 	next      []int32
@@ -246,7 +243,7 @@ const smallFanIn = 16
 // init records ds, finding repeated inputs, and panics (naming fn) on a nil
 // input.
 func (g *fanIn[T]) init(fn string, ds []*Deferred[T]) {
-	g.inputs = make([]atomic.Pointer[Deferred[T]], len(ds))
+	g.inputs = make([]*Deferred[T], len(ds))
 	distinct := 0
 	if len(ds) <= smallFanIn {
 		for i, d := range ds {
@@ -261,7 +258,7 @@ func (g *fanIn[T]) init(fn string, ds []*Deferred[T]) {
 				g.link(j, i, len(ds))
 				continue
 			}
-			g.inputs[i].Store(d)
+			g.inputs[i] = d
 			distinct++
 		}
 		g.left.Store(int64(distinct))
@@ -286,7 +283,7 @@ func (g *fanIn[T]) init(fn string, ds []*Deferred[T]) {
 			e := table[h]
 			if e == 0 {
 				table[h] = int32(i + 1)
-				g.inputs[i].Store(d)
+				g.inputs[i] = d
 				distinct++
 				break
 			}
@@ -336,7 +333,7 @@ func (g *fanIn[T]) attach(fn string, c settler[T]) {
 	g.slots = make([]slot[T], len(g.inputs))
 	ready := -1
 	for i := range g.inputs {
-		d := g.inputs[i].Load() // only i's own stage clears it, and it is not there yet
+		d := g.inputs[i]
 		if d == nil {
 			continue
 		}
@@ -364,16 +361,18 @@ func (g *fanIn[T]) run(from, to int) {
 		return
 	}
 	for i := from; i < to; i++ {
-		if d := g.inputs[i].Load(); d != nil {
+		if d := g.inputs[i]; d != nil {
 			drive(d)
 		}
 	}
 }
 
-// cancel cancels every input whose stage has not run yet.
+// cancel cancels every input whose stage has not run yet. A stage counts
+// as not run while its batch runs too (see queued): the input has fired
+// then and waits for nothing, so Cancel passes it by.
 func (g *fanIn[T]) cancel() {
-	for i := range g.inputs {
-		if d := g.inputs[i].Load(); d != nil {
+	for i, d := range g.inputs {
+		if d != nil && d.queued(unsafe.Pointer(&g.slots[i])) {
 			d.Cancel()
 		}
 	}
