@@ -268,6 +268,27 @@ func (d *Deferred[T]) run() (next, resume node) {
 		d.x.cleanup.Stop()
 	}
 	for d.paused.Load() == 0 && d.head < d.n {
+		if d.head < inlineStages && d.kinds[d.head] == kindSlot {
+			// A stage of List, Gather or Race runs no user code up to
+			// the firing of the combined Deferred, so it runs here,
+			// under the lock: this spares an input a lock round trip.
+			s := (*slot[T])(d.inline[d.head])
+			d.inline[d.head] = nil
+			if d.head++; d.head == d.n {
+				d.head, d.n = 0, 0
+			}
+			var fire bool
+			d.value, d.failure, fire = s.s.record(s.i, d.value, d.failure)
+			if fire {
+				// The combined Deferred's chain runs user code: without
+				// the lock, and before the rest of ours, as Twisted does.
+				// d stays running meanwhile.
+				d.mu.Unlock()
+				s.s.fire()
+				d.mu.Lock()
+			}
+			continue
+		}
 		// Run the stages queued so far without the lock. Others may push
 		// meanwhile: that never touches these elements (a growing spill
 		// only copies them), and only the runner moves head.
@@ -488,7 +509,11 @@ func callStage[T any](st stage[T], v T, f *Failure) (rv T, rf *Failure, inner *D
 		rv, err = ptrFunc[bothFn[T]](st.p)(v, f)
 	case kindSlot: // List, Gather, Race
 		s := (*slot[T])(st.p)
-		rv, err = s.s.settle(s.i, v, f)
+		var fire bool
+		if rv, rf, fire = s.s.record(s.i, v, f); fire {
+			s.s.fire()
+		}
+		return rv, rf, nil
 	case kindPair:
 		ps := (*pairStage[T])(st.p)
 		if f == nil {

@@ -91,19 +91,21 @@ type listing[T any] struct {
 	out []Outcome[T]
 }
 
-func (l *listing[T]) settle(i int, v T, f *Failure) (T, error) {
+func (l *listing[T]) record(i int, v T, f *Failure) (T, *Failure, bool) {
 	if l.abandoned.Load() {
-		return passOn(v, f)
+		return v, f, false
 	}
 	fill(l.out, Outcome[T]{Value: v, Failure: f}, i, l.next)
-	if l.left.Add(-1) == 0 {
-		// An error here means l.d was cancelled and failed already.
-		_ = l.d.Callback(l.out)
-	}
+	last := l.left.Add(-1) == 0
 	if f != nil {
-		return zeroOf[T](), nil
+		return zeroOf[T](), nil, last
 	}
-	return v, nil
+	return v, nil, last
+}
+
+func (l *listing[T]) fire() {
+	// An error here means l.d was cancelled and failed already.
+	_ = l.d.Callback(l.out)
 }
 
 // Gather returns a Deferred that fires with the values of all inputs, in
@@ -143,24 +145,31 @@ type gathering[T any] struct {
 	d      *Deferred[[]T]
 	values []T
 	failed atomic.Bool
+	first  *FirstError // set by the failure that set failed
 }
 
-func (g *gathering[T]) settle(i int, v T, f *Failure) (T, error) {
+func (g *gathering[T]) record(i int, v T, f *Failure) (T, *Failure, bool) {
 	if g.abandoned.Load() {
-		return passOn(v, f)
+		return v, f, false
 	}
 	if f != nil {
 		if g.failed.CompareAndSwap(false, true) {
-			_ = g.d.Errback(&FirstError{Index: i, Failure: f})
+			g.first = &FirstError{Index: i, Failure: f}
+			return zeroOf[T](), nil, true
 		}
-		return zeroOf[T](), nil
+		return zeroOf[T](), nil, false
 	}
 	fill(g.values, v, i, g.next)
 	// Only successes count down, so a failure rules this out.
-	if g.left.Add(-1) == 0 {
-		_ = g.d.Callback(g.values)
+	return v, nil, g.left.Add(-1) == 0
+}
+
+func (g *gathering[T]) fire() {
+	if g.first != nil {
+		_ = g.d.Errback(g.first)
+		return
 	}
-	return v, nil
+	_ = g.d.Callback(g.values)
 }
 
 // Race returns a Deferred that fires with the first input to succeed, in
@@ -195,31 +204,38 @@ type racing[T any] struct {
 	d        *Deferred[Indexed[T]]
 	failures []*Failure // by first position
 	won      atomic.Bool
+	winner   Indexed[T] // set by the success that set won
 }
 
-func (r *racing[T]) settle(i int, v T, f *Failure) (T, error) {
+func (r *racing[T]) record(i int, v T, f *Failure) (T, *Failure, bool) {
 	if r.abandoned.Load() {
-		return passOn(v, f)
+		return v, f, false
 	}
 	if f == nil {
 		if r.won.CompareAndSwap(false, true) {
-			r.cancel() // our own input has fired: Cancel passes it by
-			_ = r.d.Callback(Indexed[T]{Index: i, Value: v})
+			r.winner = Indexed[T]{Index: i, Value: v}
+			return v, nil, true
 		}
-		return v, nil
+		return v, nil, false
 	}
 	r.failures[i] = f
 	// Only failures count down, so a success rules this out.
-	if r.left.Add(-1) == 0 {
-		errs := make([]error, 0, len(r.failures))
-		for _, f := range r.failures {
-			if f != nil {
-				errs = append(errs, f)
-			}
-		}
-		_ = r.d.Errback(errors.Join(errs...))
+	return zeroOf[T](), nil, r.left.Add(-1) == 0
+}
+
+func (r *racing[T]) fire() {
+	if r.won.Load() {
+		r.cancel() // the winner's stage has run: Cancel passes it by
+		_ = r.d.Callback(r.winner)
+		return
 	}
-	return zeroOf[T](), nil
+	errs := make([]error, 0, len(r.failures))
+	for _, f := range r.failures {
+		if f != nil {
+			errs = append(errs, f)
+		}
+	}
+	_ = r.d.Errback(errors.Join(errs...))
 }
 
 // fanIn is what List, Gather and Race share: the inputs, which positions
@@ -313,9 +329,16 @@ func (g *fanIn[T]) link(j, i, n int) {
 	g.next[j] = int32(i)
 }
 
-// A settler is List's, Gather's or Race's stage logic for input i.
+// A settler is List's, Gather's or Race's stage logic. It comes in two
+// halves so that the firing loop can record an input's result without
+// letting go of the input's lock, which is most of the cost of an input.
 type settler[T any] interface {
-	settle(i int, v T, f *Failure) (T, error)
+	// record takes input i's result and returns the stage's result and
+	// whether the combined Deferred must fire now. It runs no user code
+	// and takes no lock.
+	record(i int, v T, f *Failure) (T, *Failure, bool)
+	// fire fires the combined Deferred, once record has said so.
+	fire()
 }
 
 // A slot is the stage of one input: a pointer into fanIn.slots stands in
@@ -387,12 +410,4 @@ func fill[X any](dst []X, x X, i int, next []int32) {
 	for j := next[i]; j >= 0; j = next[j] {
 		dst[j] = x
 	}
-}
-
-// passOn returns a stage's input as its result, unchanged.
-func passOn[T any](v T, f *Failure) (T, error) {
-	if f != nil {
-		return v, f
-	}
-	return v, nil
 }

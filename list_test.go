@@ -836,3 +836,36 @@ func TestRaceConcurrentFiring(t *testing.T) {
 		require.True(t, strings.HasPrefix(err.Error(), fmt.Sprintf("input %d:", i)), err.Error())
 	}
 }
+
+// TestFanInStageRunsInItsPlaceInTheInputsChain: Gather's stage sees an
+// input's result as the input's earlier stages left it, and the combined
+// Deferred's chain runs before the input's later stages. Twisted 22.4,
+// gatherResults with 0, 1 and 4 callbacks on the input before it:
+// ['gather [1, 2]', 'a after 1'], then 10 and 10000 likewise. The three
+// cases cover the stage at the head of the queue (run under the input's
+// lock), after another stage of the same batch, and past the inline stages.
+func TestFanInStageRunsInItsPlaceInTheInputsChain(t *testing.T) {
+	for _, before := range []int{0, 1, 4} {
+		t.Run(fmt.Sprintf("%d stages before", before), func(t *testing.T) {
+			var order []string
+			a, b := New[int](), New[int]()
+			want := 1
+			for range before {
+				a.AddCallback(func(v int) (int, error) { return v * 10, nil })
+				want *= 10
+			}
+			g := Gather(a, b)
+			g.AddCallback(func(vs []int) ([]int, error) {
+				order = append(order, fmt.Sprint("gather ", vs))
+				return vs, nil
+			})
+			a.AddCallback(func(v int) (int, error) {
+				order = append(order, fmt.Sprint("a after ", v))
+				return v, nil
+			})
+			require.NoError(t, b.Callback(2))
+			require.NoError(t, a.Callback(1))
+			assert.Equal(t, []string{fmt.Sprintf("gather [%d 2]", want), fmt.Sprint("a after ", want)}, order)
+		})
+	}
+}
