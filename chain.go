@@ -228,7 +228,7 @@ func driveFrom(n, r node) {
 // runnable reports whether d has work the firing loop could do now. d.mu
 // must be held.
 func (d *Deferred[T]) runnable() bool {
-	return d.called && !d.running && d.paused.Load() == 0 && d.waiting == nil &&
+	return d.called && !d.running && d.paused.Load() == 0 && d.waiting() == nil &&
 		d.head < d.n
 }
 
@@ -236,7 +236,7 @@ func (d *Deferred[T]) runnable() bool {
 // nothing to run on: a failure held there is unhandled until a stage comes
 // for it. d.mu is held.
 func (d *Deferred[T]) noteIdle() {
-	if d.called && !d.running && d.failure != nil && d.waiting == nil && !d.cleanupArmed {
+	if d.called && !d.running && d.failure != nil && d.waiting() == nil && !d.cleanupArmed {
 		d.armCleanup()
 	}
 }
@@ -352,7 +352,7 @@ func (d *Deferred[T]) run() (next, resume node) {
 			return handoff(v, f), nil
 		}
 		if inner != nil {
-			d.waiting = inner
+			d.setWaiting(inner)
 			d.running = false
 			d.mu.Unlock()
 			return link(d, inner), nil
@@ -360,7 +360,8 @@ func (d *Deferred[T]) run() (next, resume node) {
 		if waiter != nil {
 			// Twisted's order: the waiting Deferred's chain goes on first,
 			// then ours, which we keep running meanwhile.
-			d.value, d.failure, d.parent = zeroOf[T](), nil, nil
+			d.value, d.failure = zeroOf[T](), nil
+			d.set(waitedFor, false)
 			more := d.head < d.n
 			if !more {
 				d.running = false
@@ -595,11 +596,11 @@ func link[T any](outer, inner *Deferred[T]) node {
 		inner.mu.Unlock()
 		return outer.deliver(zeroOf[T](), failureOf(invalidReturn(
 			"deferred: a stage returned a Deferred whose chain was handed over by Then")))
-	case inner.parent != nil:
+	case inner.is(waitedFor):
 		inner.mu.Unlock()
 		return outer.deliver(zeroOf[T](), failureOf(invalidReturn(
 			"deferred: a stage returned a Deferred that another Deferred already waits for")))
-	case inner.called && !inner.running && inner.paused.Load() == 0 && inner.waiting == nil &&
+	case inner.called && !inner.running && inner.paused.Load() == 0 && inner.waiting() == nil &&
 		inner.head == inner.n:
 		// Already fired and idle: take its result now (Twisted leaves the
 		// inner Deferred holding None; we leave it the zero value).
@@ -613,7 +614,7 @@ func link[T any](outer, inner *Deferred[T]) node {
 		inner.mu.Unlock()
 		return outer.deliver(v, f)
 	default:
-		inner.parent = outer
+		inner.set(waitedFor, true)
 		inner.push(waiterStage(outer))
 		inner.mu.Unlock()
 		return inner
@@ -628,7 +629,7 @@ func waitsFor[T any](d, target *Deferred[T]) bool {
 			return true
 		}
 		d.mu.Lock()
-		next := d.waiting
+		next := d.waiting()
 		d.mu.Unlock()
 		d = next
 	}
@@ -641,7 +642,8 @@ func zeroOf[T any]() (z T) { return z }
 // to be driven on.
 func (d *Deferred[T]) deliver(v T, f *Failure) node {
 	d.mu.Lock()
-	d.value, d.failure, d.waiting = v, f, nil
+	d.value, d.failure = v, f
+	d.setWaiting(nil)
 	d.mu.Unlock()
 	return d
 }
@@ -671,7 +673,7 @@ func (d *Deferred[T]) settleWaiting(inner *Deferred[T]) node {
 		return nil
 	}
 	d.fire(zeroOf[T](), nil, 1)
-	d.waiting = inner
+	d.setWaiting(inner)
 	d.mu.Unlock()
 	return link(d, inner)
 }

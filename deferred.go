@@ -83,11 +83,30 @@ type Deferred[T any] struct {
 
 	inline [inlineStages]unsafe.Pointer // the first stages (kinds says what they are); the rest are in x.spill
 
-	canceller func(*Deferred[T])
-	waiting   *Deferred[T] // the Deferred a stage returned, while we wait for it
-	parent    *Deferred[T] // the Deferred waiting for our result
-	x         *extra[T]    // what few Deferreds need, kept out of the common size
+	// aux is the canceller (a func(*Deferred[T])) until d fires, and then
+	// the Deferred a stage returned, while d's chain waits for it. The two
+	// never overlap: firing drops the canceller, and only stages, which run
+	// after the firing, return Deferreds. Sharing the word keeps a
+	// Deferred[int] at 80 bytes. Use canceller, waiting and setWaiting.
+	aux unsafe.Pointer
+	x   *extra[T] // what few Deferreds need, kept out of the common size
 }
+
+// canceller returns d's canceller, or nil. d has not fired, and d.mu is
+// held.
+func (d *Deferred[T]) canceller() func(*Deferred[T]) { return ptrFunc[func(*Deferred[T])](d.aux) }
+
+// waiting returns the Deferred d's chain waits for, or nil. d.mu is held.
+func (d *Deferred[T]) waiting() *Deferred[T] {
+	if !d.called {
+		return nil
+	}
+	return (*Deferred[T])(d.aux)
+}
+
+// setWaiting sets the Deferred d's chain waits for (nil: none). d has
+// fired, and d.mu is held.
+func (d *Deferred[T]) setWaiting(w *Deferred[T]) { d.aux = unsafe.Pointer(w) }
 
 // extra holds the fields of a Deferred that only some need.
 type extra[T any] struct {
@@ -110,6 +129,8 @@ const (
 	handedOver
 	// cancelUpstream: made by Then; its canceller cancels the source.
 	cancelUpstream
+	// waitedFor: another Deferred waits for this one's result (link).
+	waitedFor
 )
 
 func (d *Deferred[T]) is(f flags) bool { return d.flags&f != 0 }
@@ -155,7 +176,7 @@ func New[T any]() *Deferred[T] {
 // canceller when it fires. A nil canceller is the same as New.
 func NewWithCanceller[T any](canceller func(*Deferred[T])) *Deferred[T] {
 	d := New[T]()
-	d.canceller = canceller
+	d.aux = funcPtr(canceller)
 	return d
 }
 
@@ -269,7 +290,7 @@ func (d *Deferred[T]) calledAgain() error {
 // fire records the result. d.mu is held.
 func (d *Deferred[T]) fire(v T, f *Failure, skip int) {
 	d.called, d.value, d.failure = true, v, f
-	d.canceller = nil
+	d.aux = nil // the canceller; nothing waits yet
 	if dbg := d.debug(); dbg != nil {
 		dbg.fired = stackString(skip + 1)
 	}
@@ -476,7 +497,7 @@ func (d *Deferred[T]) handOver(method string, h handoffFunc[T]) {
 	case d.is(handedOver):
 		d.mu.Unlock()
 		panic(handedOverMessage(method))
-	case d.parent != nil:
+	case d.is(waitedFor):
 		d.mu.Unlock()
 		panic("deferred: " + method + " on a Deferred that another Deferred is waiting for")
 	}
@@ -521,7 +542,7 @@ func (d *Deferred[T]) Cancel() {
 	d.mu.Lock()
 	for d.called {
 		// Fired: cancel what the chain waits for, down a nest of any depth.
-		w := d.waiting
+		w := d.waiting()
 		d.mu.Unlock()
 		if w == nil {
 			return
@@ -533,7 +554,7 @@ func (d *Deferred[T]) Cancel() {
 		// Then's Deferred: cancelling it is cancelling the source, whose
 		// result, cancelled or not, arrives through the hand-over. A
 		// source that has fired ignores the Cancel, as in Twisted.
-		c := d.canceller
+		c := d.canceller()
 		d.mu.Unlock()
 		c(d)
 		return
@@ -543,8 +564,8 @@ func (d *Deferred[T]) Cancel() {
 		return
 	}
 	d.set(cancelled, true)
-	c := d.canceller
-	d.canceller = nil
+	c := d.canceller()
+	d.aux = nil
 	d.mu.Unlock()
 
 	var f *Failure
@@ -600,8 +621,8 @@ func (d *Deferred[T]) String() string {
 	switch {
 	case !d.called:
 		b.WriteString(" pending")
-	case d.waiting != nil:
-		fmt.Fprintf(&b, " waiting on Deferred at %p", d.waiting)
+	case d.waiting() != nil:
+		fmt.Fprintf(&b, " waiting on Deferred at %p", d.waiting())
 	case d.failure != nil:
 		fmt.Fprintf(&b, " current result: failure: %v", d.failure.Error())
 	default:
