@@ -88,15 +88,19 @@ const (
 	kindCallback
 	kindErrback
 	kindBoth
+	kindPair
+	// The kinds up to here never stop a batch (see plainQueued).
 	kindCallbackDeferred
 	kindErrbackDeferred
-	kindPair
 	kindSlot
 	// The kinds from here on are not run by callStage: they stop a batch
 	// and the loop handles them.
 	kindChain
 	kindHandoff
 	kindWaiter
+	// Not stages: why a batch stopped (see runSome).
+	kindInner  // a stage returned the Deferred p
+	kindPaused // a stage paused d
 )
 
 // funcPtr returns the pointer that the func value f is.
@@ -180,8 +184,11 @@ func (d *Deferred[T]) push(st stage[T]) {
 	d.n++
 }
 
-// queued reports whether a stage with pointer p is in d's queue: not run
-// yet, or in the batch running now (head moves only after a batch).
+// queued reports whether a stage with pointer p is in d's queue. While a
+// batch runs, its inline stages are out of the queue and its spilled ones
+// still in it, whether they have run yet or not; either way d has fired
+// and waits for nothing then, so a Cancel prompted by the answer is a
+// no-op.
 func (d *Deferred[T]) queued(p unsafe.Pointer) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -269,9 +276,9 @@ func (d *Deferred[T]) run() (next, resume node) {
 	}
 	for d.paused.Load() == 0 && d.head < d.n {
 		if d.head < inlineStages && d.kinds[d.head] == kindSlot {
-			// A stage of List, Gather or Race runs no user code up to
-			// the firing of the combined Deferred, so it runs here,
-			// under the lock: this spares an input a lock round trip.
+			// A stage of List, Gather or Race runs no user code up to the firing
+			// of the combined Deferred, so it runs here, under the lock: this
+			// spares an input a lock round trip.
 			s := (*slot[T])(d.inline[d.head])
 			d.inline[d.head] = nil
 			if d.head++; d.head == d.n {
@@ -280,62 +287,48 @@ func (d *Deferred[T]) run() (next, resume node) {
 			var fire bool
 			d.value, d.failure, fire = s.s.record(s.i, d.value, d.failure)
 			if fire {
-				// The combined Deferred's chain runs user code: without
-				// the lock, and before the rest of ours, as Twisted does.
-				// d stays running meanwhile.
+				// The combined Deferred's chain runs user code: without the
+				// lock, and before the rest of ours, as Twisted does. d stays
+				// running meanwhile.
 				d.mu.Unlock()
 				s.s.fire()
 				d.mu.Lock()
 			}
 			continue
 		}
-		// Run the stages queued so far without the lock. Others may push
-		// meanwhile: that never touches these elements (a growing spill
-		// only copies them), and only the runner moves head.
+		// Run the stages queued so far without the lock. The inline ones
+		// are taken out (and put back if the batch stops before them), so
+		// there is nothing to clear afterwards; others may push meanwhile,
+		// which writes past end, never these. The spill's are run in
+		// place: a growing spill only copies them, and only the runner
+		// moves head.
 		start, end := int(d.head), int(d.n)
+		ptrs, kinds := d.inline, d.kinds // those before head are nil already
+		d.inline = [inlineStages]unsafe.Pointer{}
 		var spill []stage[T]
 		if end > inlineStages {
 			spill = d.x.spill
 		}
-		// The inline stages are copied out: pushes write the slots after
-		// them, never these, but a copy is one slice for runSome.
-		var local [inlineStages]stage[T]
-		for i := start; i < min(end, inlineStages); i++ {
-			local[i-start] = stage[T]{p: d.inline[i], k: d.kinds[i]}
-		}
 		v, f := d.value, d.failure
 		d.mu.Unlock()
 
-		r := batchRun[T]{v: v, f: f}
-		n := 0
-		if start < inlineStages {
-			seg := local[:min(end, inlineStages)-start]
-			for r.n < len(seg) && !r.stopped {
-				d.runSome(seg, &r)
-			}
-			n = r.n
+		var stop stage[T]
+		i := start
+		for i < end && stop.k == kindNone {
+			v, f, i, stop = d.runSome(&ptrs, &kinds, spill, i, end, v, f)
 		}
-		if !r.stopped && end > inlineStages {
-			seg := spill[max(start, inlineStages)-inlineStages : end-inlineStages]
-			r.n = 0
-			for r.n < len(seg) && !r.stopped {
-				d.runSome(seg, &r)
-			}
-			n += r.n
-		}
-		v, f = r.v, r.f
-		inner, other, handoff, waiter := r.inner, r.other, r.handoff, r.waiter
 
 		d.mu.Lock()
-		for i := start; i < start+n; i++ { // let the closures go
-			if i < inlineStages {
-				d.inline[i] = nil
-			} else {
-				spill[i-inlineStages] = stage[T]{}
-				d.x.spill[i-inlineStages] = stage[T]{} // the copy, if the spill grew
+		for j := i; j < min(end, inlineStages); j++ {
+			d.inline[j] = ptrs[j] // not run yet
+		}
+		if end > inlineStages {
+			for j := max(start, inlineStages); j < i; j++ { // let the closures go
+				spill[j-inlineStages] = stage[T]{}
+				d.x.spill[j-inlineStages] = stage[T]{} // the copy, if the spill grew
 			}
 		}
-		if d.head = int32(start + n); d.head == d.n {
+		if d.head = int32(i); d.head == d.n {
 			d.head, d.n = 0, 0
 			if d.x != nil {
 				d.x.spill = d.x.spill[:0]
@@ -343,53 +336,10 @@ func (d *Deferred[T]) run() (next, resume node) {
 		}
 		d.value, d.failure = v, f
 
-		if handoff != nil {
-			// Then's continuation, always the last stage: the result
-			// moves to the Deferred that Then returned.
-			d.value, d.failure = zeroOf[T](), nil
-			d.running = false
-			d.mu.Unlock()
-			return handoff(v, f), nil
-		}
-		if inner != nil {
-			d.setWaiting(inner)
-			d.running = false
-			d.mu.Unlock()
-			return link(d, inner), nil
-		}
-		if waiter != nil {
-			// Twisted's order: the waiting Deferred's chain goes on first,
-			// then ours, which we keep running meanwhile.
-			d.value, d.failure = zeroOf[T](), nil
-			d.set(waitedFor, false)
-			more := d.head < d.n
-			if !more {
-				d.running = false
+		if stop.k >= kindChain && stop.k != kindPaused {
+			if next, resume, done := d.afterStop(stop, v, f); done {
+				return next, resume
 			}
-			d.mu.Unlock()
-			p := waiter.deliver(v, f)
-			if more {
-				return p, d
-			}
-			return p, nil
-		}
-		if other != nil {
-			d.value, d.failure = zeroOf[T](), nil
-			d.mu.Unlock()
-			next, err := other.settle(v, f)
-			d.mu.Lock()
-			if err != nil {
-				d.failure = failureOf(err)
-			}
-			if next == nil {
-				continue
-			}
-			// Run other's chain before the rest of ours, as Twisted does,
-			// but from the loop. d stays running meanwhile, so stages that
-			// other's chain adds to d wait their turn; the loop resumes d
-			// afterwards if it has more to do by then.
-			d.mu.Unlock()
-			return next, d
 		}
 	}
 
@@ -401,44 +351,200 @@ func (d *Deferred[T]) run() (next, resume node) {
 	return nil, nil
 }
 
-// batchRun is the state of a run of stages outside the lock.
-type batchRun[T any] struct {
-	n       int  // stages of the segment used, the one that stopped the run included
-	stopped bool // a stage returned a Deferred, is special, or paused d
-	v       T
-	f       *Failure
-	inner   *Deferred[T]   // returned by the last stage: wait for it
-	other   *Deferred[T]   // a Chain stage: fire it
-	handoff handoffFunc[T] // Then's hand-over
-	waiter  *Deferred[T]   // the Deferred waiting for d's result here
+// afterStop handles a batch that stopped at a special stage. d.mu is held
+// and d is running. With done, run returns next and resume (d.mu
+// released); otherwise d.mu is held again and run's loop goes on.
+func (d *Deferred[T]) afterStop(stop stage[T], v T, f *Failure) (next, resume node, done bool) {
+	switch stop.k {
+	case kindHandoff:
+		// Then's continuation, always the last stage: the result moves
+		// to the Deferred that Then returned.
+		d.value, d.failure = zeroOf[T](), nil
+		d.running = false
+		d.mu.Unlock()
+		return ptrFunc[handoffFunc[T]](stop.p)(v, f), nil, true
+	case kindInner:
+		inner := (*Deferred[T])(stop.p)
+		d.setWaiting(inner)
+		d.running = false
+		d.mu.Unlock()
+		return link(d, inner), nil, true
+	case kindWaiter:
+		// Twisted's order: the waiting Deferred's chain goes on first,
+		// then ours, which we keep running meanwhile.
+		d.value, d.failure = zeroOf[T](), nil
+		d.set(waitedFor, false)
+		more := d.head < d.n
+		if !more {
+			d.running = false
+		}
+		d.mu.Unlock()
+		p := (*Deferred[T])(stop.p).deliver(v, f)
+		if more {
+			return p, d, true
+		}
+		return p, nil, true
+	}
+	// A Chain stage.
+	d.value, d.failure = zeroOf[T](), nil
+	d.mu.Unlock()
+	next, err := (*Deferred[T])(stop.p).settle(v, f)
+	d.mu.Lock()
+	if err != nil {
+		d.failure = failureOf(err)
+	}
+	if next == nil {
+		return nil, nil, false
+	}
+	// Run other's chain before the rest of ours, as Twisted does, but from
+	// the loop. d stays running meanwhile, so stages that other's chain
+	// adds to d wait their turn; the loop resumes d afterwards if it has
+	// more to do by then.
+	d.mu.Unlock()
+	return next, d, true
 }
 
-// runSome runs batch's stages from r.n on, until one returns a Deferred, is
-// a Chain, hand-over or waiter stage, or pauses d (r.stopped), or panics
-// (the panic is now the result, and the caller goes on from the next stage).
-// One deferred recover covers the whole run: recovering per stage would
-// cost a defer each. The result lives in locals between stages; r.n is
-// kept up to date for the recover.
-func (d *Deferred[T]) runSome(batch []stage[T], r *batchRun[T]) {
-	// Calling recover costs a runtime call; a flag set on every normal
-	// return spares it. (A panic with a nil value still recovers non-nil,
-	// as a *runtime.PanicNilError.)
-	returned := false
+// plainQueued reports whether all of d's queued stages are inline and of
+// the kinds that never stop a batch (callbacks, errbacks, AddBoth,
+// AddCallbacks): the common case, which runPlain runs with less
+// bookkeeping than run. d.mu is held.
+func (d *Deferred[T]) plainQueued() bool {
+	n := int(d.n)
+	if n > inlineStages || d.cleanupArmed {
+		return false
+	}
+	for i := int(d.head); i < n; i++ {
+		if d.kinds[i] > kindPair {
+			return false
+		}
+	}
+	return true
+}
+
+// runPlain is run for a Deferred whose queued stages are plainQueued: it
+// runs them as one batch and, if that leaves nothing to do, finishes and
+// returns true. Otherwise (stages were added meanwhile, or one paused d)
+// it returns false with d.mu held and d running, in the state run expects,
+// and run goes on from there. d.mu is held and d running when it is
+// called.
+func (d *Deferred[T]) runPlain() bool {
+	start, end := int(d.head), int(d.n)
+	ptrs, kinds := d.inline, d.kinds // those before head are nil already
+	d.inline = [inlineStages]unsafe.Pointer{}
+	v, f := d.value, d.failure
+	d.mu.Unlock()
+
+	i := start
+	for i < end {
+		var paused bool
+		if v, f, i, paused = d.runPlainSome(&ptrs, &kinds, i, end, v, f); paused {
+			break
+		}
+	}
+
+	d.mu.Lock()
+	d.value, d.failure = v, f
+	if i == end && d.n == int32(end) && d.paused.Load() == 0 {
+		d.head, d.n = 0, 0
+		if f != nil {
+			d.armCleanup()
+		}
+		d.running = false
+		d.mu.Unlock()
+		return true
+	}
+	for j := i; j < end; j++ {
+		d.inline[j] = ptrs[j] // not run yet
+	}
+	if d.head = int32(i); d.head == d.n {
+		d.head, d.n = 0, 0
+	}
+	return false
+}
+
+// runPlainSome is runSome for runPlain's stages, which never stop a batch:
+// it runs stages i..end-1 and returns the new result and the index after
+// the last stage it ran, which is end unless a stage paused d (paused) or
+// panicked (the panic's Failure is the result, and the caller goes on).
+func (d *Deferred[T]) runPlainSome(ptrs *[inlineStages]unsafe.Pointer, kinds *[inlineStages]stageKind,
+	i, end int, v T, f *Failure) (rv T, rf *Failure, next int, paused bool) {
+	var at struct {
+		returned bool // as in runSome
+		i        int
+	}
 	defer func() {
-		if returned {
+		if at.returned {
 			return
 		}
 		if p := recover(); p != nil {
 			var zero T
-			r.v, r.f, r.inner = zero, panicFailure(p), nil
-			r.stopped = d.paused.Load() != 0
+			rv, rf, next, paused = zero, panicFailure(p), at.i, d.paused.Load() != 0
 		}
 	}()
-	v, f := r.v, r.f
-	for i := r.n; i < len(batch); {
-		st := batch[i]
+	for i < end {
+		st := stage[T]{p: ptrs[i], k: kinds[i]}
 		i++
-		r.n = i
+		at.i = i
+		if st.k == kindCallback && f == nil {
+			nv, err := ptrFunc[callbackFn[T]](st.p)(v)
+			if err != nil {
+				v, f = stageFailed[T](nv, err)
+			} else {
+				v = nv
+			}
+		} else {
+			v, f, _ = callStage(st, v, f)
+		}
+		if d.paused.Load() != 0 {
+			at.returned = true
+			return v, f, i, true
+		}
+	}
+	at.returned = true
+	return v, f, i, false
+}
+
+// runSome runs stages i..end-1 of a batch on the result (v, f): stage j is
+// (ptrs[j], kinds[j]) below inlineStages and spill[j-inlineStages] from
+// there on. It returns the new result and the index after the last stage it
+// used, which is end unless the batch stopped there: stop is then the
+// stage that stopped it (a Chain, hand-over or waiter stage), or kindInner
+// with the Deferred a stage returned, or kindPaused if a stage paused d.
+// A stage that panics stops the run too: its Failure is the result, and
+// the caller goes on from the next stage (stop is kindPaused only if the
+// stage paused d first). One deferred recover covers the whole run:
+// recovering per stage would cost a defer each.
+func (d *Deferred[T]) runSome(ptrs *[inlineStages]unsafe.Pointer, kinds *[inlineStages]stageKind, spill []stage[T],
+	i, end int, v T, f *Failure) (rv T, rf *Failure, next int, stop stage[T]) {
+	// Calling recover costs a runtime call; a flag set on every normal
+	// return spares it. (A panic with a nil value still recovers non-nil,
+	// as a *runtime.PanicNilError.) The closure shares only at, so that
+	// the loop keeps i in a register.
+	var at struct {
+		returned bool
+		i        int // the stage after the one running
+	}
+	defer func() {
+		if at.returned {
+			return
+		}
+		if p := recover(); p != nil {
+			var zero T
+			rv, rf, next, stop = zero, panicFailure(p), at.i, stage[T]{}
+			if d.paused.Load() != 0 {
+				stop.k = kindPaused
+			}
+		}
+	}()
+	for i < end {
+		var st stage[T]
+		if i < inlineStages {
+			st = stage[T]{p: ptrs[i], k: kinds[i]}
+		} else {
+			st = spill[i-inlineStages]
+		}
+		i++
+		at.i = i
 		switch {
 		case st.k == kindCallback && f == nil:
 			// The common stage, run here rather than through callStage.
@@ -449,33 +555,22 @@ func (d *Deferred[T]) runSome(batch []stage[T], r *batchRun[T]) {
 				v = nv
 			}
 		case st.k >= kindChain:
-			switch st.k {
-			case kindChain:
-				r.other = (*Deferred[T])(st.p)
-			case kindHandoff:
-				r.handoff = ptrFunc[handoffFunc[T]](st.p)
-			default: // kindWaiter
-				r.waiter = (*Deferred[T])(st.p)
-			}
-			r.v, r.f, r.stopped = v, f, true
-			returned = true
-			return
+			at.returned = true
+			return v, f, i, st
 		default:
 			var inner *Deferred[T]
 			if v, f, inner = callStage(st, v, f); inner != nil {
-				r.v, r.f, r.inner, r.stopped = v, f, inner, true
-				returned = true
-				return
+				at.returned = true
+				return v, f, i, stage[T]{p: unsafe.Pointer(inner), k: kindInner}
 			}
 		}
 		if d.paused.Load() != 0 {
-			r.v, r.f, r.stopped = v, f, true // a stage paused us
-			returned = true
-			return
+			at.returned = true
+			return v, f, i, stage[T]{k: kindPaused}
 		}
 	}
-	r.v, r.f = v, f
-	returned = true
+	at.returned = true
+	return v, f, i, stage[T]{}
 }
 
 // runStage runs one stage on the result (v, f) and returns the new result,

@@ -242,6 +242,9 @@ func (d *Deferred[T]) runNow() {
 		return
 	}
 	d.running = true
+	if d.plainQueued() && d.runPlain() {
+		return
+	}
 	if next, resume := d.run(); next != nil || resume != nil {
 		driveFrom(next, resume)
 	}

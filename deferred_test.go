@@ -1145,3 +1145,52 @@ func TestCoreDeferredOfFailureKeepsCallbacksAndErrbacksApart(t *testing.T) {
 	require.NoError(t, e.Errback(errCoreA))
 	assert.Equal(t, []string{"errback: core test error A"}, got)
 }
+
+// TestCoreStagePausesThenPanics: a stage that pauses its own Deferred and
+// then panics leaves the chain paused, holding the panic's Failure, which
+// the next errback gets once Unpause resumes the chain. (Twisted 22.4 looks
+// at the pause only between chain steps, so there the errback runs at
+// once: ['pause and panic', 'errback'] before unpause. Pause's doc and the
+// README's "Differences from Twisted" say why we stop.) Both ways a chain
+// runs are covered: plain stages only, and with a stage that may return a
+// Deferred, which the general loop runs.
+func TestCoreStagePausesThenPanics(t *testing.T) {
+	for _, general := range []bool{false, true} {
+		t.Run(fmt.Sprint("general=", general), func(t *testing.T) {
+			d := New[int]()
+			var seen []string
+			d.AddCallback(func(v int) (int, error) {
+				seen = append(seen, "pause and panic")
+				d.Pause()
+				panic("boom")
+			})
+			d.AddCallback(func(v int) (int, error) {
+				seen = append(seen, "callback")
+				return v, nil
+			})
+			if general {
+				d.AddCallbackDeferred(func(v int) *Deferred[int] {
+					seen = append(seen, "callback returning a Deferred")
+					return Succeed(v)
+				})
+			}
+			var got *Failure
+			d.AddErrback(func(f *Failure) (int, error) {
+				seen = append(seen, "errback")
+				got = f
+				return 7, nil
+			})
+			require.NoError(t, d.Callback(1))
+			assert.Equal(t, []string{"pause and panic"}, seen, "paused: nothing after the panicking stage runs")
+			d.Unpause()
+			assert.Equal(t, []string{"pause and panic", "errback"}, seen)
+			require.NotNil(t, got)
+			pv, panicked := got.PanicValue()
+			assert.True(t, panicked)
+			assert.Equal(t, "boom", pv)
+			v, f := coreResult(t, d)
+			assert.Nil(t, f)
+			assert.Equal(t, 7, v)
+		})
+	}
+}

@@ -390,9 +390,9 @@ func (g *fanIn[T]) run(from, to int) {
 	}
 }
 
-// cancel cancels every input whose stage has not run yet. A stage counts
-// as not run while its batch runs too (see queued): the input has fired
-// then and waits for nothing, so Cancel passes it by.
+// cancel cancels every input whose stage has not run yet. While the batch
+// holding the stage runs, queued may say either: the input has fired then
+// and waits for nothing, so Cancel passes it by.
 func (g *fanIn[T]) cancel() {
 	for i, d := range g.inputs {
 		if d != nil && d.queued(unsafe.Pointer(&g.slots[i])) {
