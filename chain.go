@@ -404,6 +404,30 @@ func (d *Deferred[T]) afterStop(stop stage[T], v T, f *Failure) (next, resume no
 	return next, d, true
 }
 
+// runSlotAlone runs d's one queued stage, a fan-in stage (see run), and
+// returns true if that was all: the common case of an input of List,
+// Gather or Race firing. If the stage fires the combined Deferred, it
+// returns false with the stage run, d.mu held and d running, and run takes
+// over. d.mu is held and d running when it is called.
+func (d *Deferred[T]) runSlotAlone() bool {
+	s := (*slot[T])(d.inline[0])
+	d.inline[0] = nil
+	d.head, d.n = 0, 0
+	var fire bool
+	if d.value, d.failure, fire = s.s.record(s.i, d.value, d.failure); fire {
+		d.mu.Unlock()
+		s.s.fire() // as in run
+		d.mu.Lock()
+		return false
+	}
+	if d.failure != nil { // a setup cut short by a panic passes it on
+		d.armCleanup()
+	}
+	d.running = false
+	d.mu.Unlock()
+	return true
+}
+
 // plainQueued reports whether all of d's queued stages are inline and of
 // the kinds that never stop a batch (callbacks, errbacks, AddBoth,
 // AddCallbacks): the common case, which runPlain runs with less

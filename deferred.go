@@ -242,6 +242,9 @@ func (d *Deferred[T]) runNow() {
 		return
 	}
 	d.running = true
+	if d.n == 1 && d.kinds[0] == kindSlot && !d.cleanupArmed && d.runSlotAlone() {
+		return
+	}
 	if d.plainQueued() && d.runPlain() {
 		return
 	}
