@@ -12,8 +12,9 @@ package deferred
 //     is not a pause (Twisted counts both in one counter); Errback(nil)
 //     fails with ErrNilError ("nilerr");
 //   - library choices: returning the Deferred itself, a handed-over
-//     Deferred, a Deferred another one already waits for, or nil fails the
-//     chain ("misuse"); Pause called by a stage stops its chain before the
+//     Deferred, a Deferred another one already waits for, one that waits
+//     (through others, perhaps) for this one, or nil fails the chain
+//     ("misuse"); Pause called by a stage stops its chain before the
 //     next stage (Twisted only looks between chain steps);
 //   - saner than a Twisted accident: a stage that returns a Deferred whose
 //     chain is running right now waits for the end of that run (Twisted
@@ -208,7 +209,7 @@ func (m *model) waitFor(outer *mDef, out mDeferredOut) {
 	switch {
 	case inner == nil:
 		outer.res = failed(outer.t, out.fail)
-	case inner == outer, inner.handedOv, inner.waitedBy != nil:
+	case inner == outer, inner.handedOv, inner.waitedBy != nil, mWaitsFor(inner, outer):
 		outer.res = failed(outer.t, "misuse")
 	case inner.called && !inner.running && inner.paused == 0 && inner.waitingOn == nil && len(inner.stages) == 0:
 		outer.res, inner.res = inner.res, mResult{v: inner.t.zero()}
@@ -216,6 +217,18 @@ func (m *model) waitFor(outer *mDef, out mDeferredOut) {
 		outer.waitingOn, inner.waitedBy = inner, outer
 		inner.stages = append(inner.stages, mStage{continueTo: outer})
 	}
+}
+
+// mWaitsFor reports whether d waits, directly or through others, for
+// target: then target waiting for d would be a cycle, which the library
+// refuses ("misuse") where Twisted would wait forever.
+func mWaitsFor(d, target *mDef) bool {
+	for ; d != nil; d = d.waitingOn {
+		if d == target {
+			return true
+		}
+	}
+	return false
 }
 
 // handOver is the last stage of a Deferred that Then was called on: it
