@@ -200,6 +200,14 @@ func (d *Deferred[T]) queued(p unsafe.Pointer) bool {
 	return false
 }
 
+// stepLater is a node to come back to that the loop does not own: its
+// resume is step. (A struct of one pointer is stored in an interface
+// without allocating.)
+type stepLater[T any] struct{ d *Deferred[T] }
+
+func (s stepLater[T]) step() (next, resume node)   { return s.d.step() }
+func (s stepLater[T]) resume() (next, resume node) { return s.step() }
+
 // drive runs n and everything it leads to.
 func drive(n node) { driveFrom(n, nil) }
 
@@ -371,17 +379,17 @@ func (d *Deferred[T]) afterStop(stop stage[T], v T, f *Failure) (next, resume no
 		return link(d, inner), nil, true
 	case kindWaiter:
 		// Twisted's order: the waiting Deferred's chain goes on first,
-		// then ours, which we keep running meanwhile.
+		// then the rest of ours. As in Twisted, d is not running
+		// meanwhile: a stage of the waiting chain that touches d (adds a
+		// stage, say) runs d's rest there and then.
 		d.value, d.failure = zeroOf[T](), nil
 		d.set(waitedFor, false)
 		more := d.head < d.n
-		if !more {
-			d.running = false
-		}
+		d.running = false
 		d.mu.Unlock()
 		p := (*Deferred[T])(stop.p).deliver(v, f)
 		if more {
-			return p, d, true
+			return p, stepLater[T]{d}, true
 		}
 		return p, nil, true
 	}

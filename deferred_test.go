@@ -1194,3 +1194,35 @@ func TestCoreStagePausesThenPanics(t *testing.T) {
 		})
 	}
 }
+
+// TestCoreInnerRestRunsWhenTheWaitingChainTouchesIt: an inner Deferred
+// hands its result to the outer one waiting for it, whose chain goes on
+// first; the inner one is not running meanwhile, so an outer stage that
+// adds a stage to it runs the inner's rest right there. Twisted 22.4, the
+// same program: ['s2', 's4', 'x', 's3'].
+func TestCoreInnerRestRunsWhenTheWaitingChainTouchesIt(t *testing.T) {
+	var seen []string
+	note := func(name string) func(int) (int, error) {
+		return func(v int) (int, error) { seen = append(seen, name); return v, nil }
+	}
+	d0, d1 := New[int](), New[int]()
+	d1.AddErrbackDeferred(func(*Failure) *Deferred[int] { return d0 })
+	d1.Cancel()
+	d1.AddErrback(func(f *Failure) (int, error) {
+		seen = append(seen, "s2")
+		d0.AddCallback(note("x"))
+		return 0, errors.New("E8")
+	})
+	d1.AddErrback(func(f *Failure) (int, error) {
+		seen = append(seen, "s3")
+		return 0, nil
+	})
+	d0.AddCallback(note("s4"))
+	require.NoError(t, d0.Errback(errors.New("E0")))
+	assert.Equal(t, []string{"s2", "s4", "x", "s3"}, seen)
+	_, f := coreResult(t, d1)
+	assert.Nil(t, f)
+	v, f := coreResult(t, d0)
+	assert.Nil(t, f)
+	assert.Zero(t, v)
+}
