@@ -225,11 +225,14 @@ func (d *Deferred[T]) Callback(v T) error {
 		return d.calledAgain()
 	}
 	d.fire(v, nil, 3)
-	if d.n == 0 { // no stage: nothing to run, and no failure to report
+	switch {
+	case d.n == 0: // no stage: nothing to run, and no failure to report
 		d.mu.Unlock()
-		return nil
+	case d.paused.Load() == 0:
+		d.runOwned() // it has just fired: nobody runs or waits on it yet
+	default:
+		d.runNow()
 	}
-	d.runNow()
 	return nil
 }
 
@@ -241,6 +244,11 @@ func (d *Deferred[T]) runNow() {
 		d.mu.Unlock()
 		return
 	}
+	d.runOwned()
+}
+
+// runOwned is runNow for a runnable d. d.mu is held; it is released.
+func (d *Deferred[T]) runOwned() {
 	d.running = true
 	if d.n == 1 && d.kinds[0] == kindSlot && !d.cleanupArmed && d.runSlotAlone() {
 		return
@@ -297,8 +305,8 @@ func (d *Deferred[T]) calledAgain() error {
 func (d *Deferred[T]) fire(v T, f *Failure, skip int) {
 	d.called, d.value, d.failure = true, v, f
 	d.aux = nil // the canceller; nothing waits yet
-	if dbg := d.debug(); dbg != nil {
-		dbg.fired = stackString(skip + 1)
+	if d.x != nil && d.x.debug != nil {
+		d.x.debug.fired = stackString(skip + 1)
 	}
 }
 

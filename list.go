@@ -289,12 +289,13 @@ func (g *fanIn[T]) init(fn string, ds []*Deferred[T]) {
 	}
 	table := make([]int32, 1<<bits) // last position of an input, plus one; 0 is empty
 	mask := uint64(len(table) - 1)
+	shift := uint(64-bits) & 63 // the mask spares the shift its check for >= 64
 	for i, d := range ds {
 		if d == nil {
 			panic(nilInputMessage(fn, i))
 		}
 		// Heap objects do not move, so the address identifies d.
-		h := uint64(uintptr(unsafe.Pointer(d))) * 0x9E3779B97F4A7C15 >> (64 - bits)
+		h := uint64(uintptr(unsafe.Pointer(d))) * 0x9E3779B97F4A7C15 >> shift
 		for {
 			e := table[h]
 			if e == 0 {
@@ -369,7 +370,7 @@ func (g *fanIn[T]) attach(fn string, c settler[T]) {
 		}
 		g.slots[i] = slot[T]{s: c, i: i}
 		d.push(slotStage(&g.slots[i]))
-		if ready < 0 && d.runnable() {
+		if ready < 0 && d.called && d.runnable() {
 			ready = i
 		}
 		d.mu.Unlock()
