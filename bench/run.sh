@@ -150,6 +150,8 @@ targets() {
 			check("  as a ratio: ns/input / GoroutineChannel3 ns (60/450)", v["Gather1000Pending", "sec/input"] / v["GoroutineChannel3", "sec/op"], 60 / 450, "%.3f")
 		if (has("Gather1000", "sec/input"))
 			check("Gather1000 ns/input (inputs made in the loop too)", v["Gather1000", "sec/input"] * 1e9, 60, "%.0f")
+		if (has("Gather1000", "sec/input") && has("GoroutineChannel3", "sec/op"))
+			check("  as a ratio: ns/input / GoroutineChannel3 ns (60/450)", v["Gather1000", "sec/input"] / v["GoroutineChannel3", "sec/op"], 60 / 450, "%.3f")
 		if (has("Gather1000", "allocs/op"))
 			check("Gather1000 allocs/input", v["Gather1000", "allocs/op"] / 1000, 3, "%.3g")
 		if (has("NestedDeep/levels=1e6", "sec/level") && has("NestedDeep/levels=1e4", "sec/level"))
