@@ -147,80 +147,55 @@ func pendingInputs(ds []*Deferred[int]) {
 	}
 }
 
+// benchFanIn times combine over 1,000 new pending inputs, then every input
+// fired in order, and reports ns/input. With madeUntimed, the inputs are
+// made while the timer is stopped.
+func benchFanIn(b *testing.B, name string, madeUntimed bool, combine func(...*Deferred[int]) interface{ Called() bool }) {
+	ds := make([]*Deferred[int], fanInputs)
+	b.ReportAllocs()
+	for b.Loop() {
+		if madeUntimed {
+			b.StopTimer()
+		}
+		pendingInputs(ds)
+		if madeUntimed {
+			b.StartTimer()
+		}
+		c := combine(ds...)
+		for i, d := range ds {
+			d.Callback(i)
+		}
+		if !c.Called() {
+			b.Fatal(name + " did not fire")
+		}
+	}
+	reportPer(b, fanInputs, "ns/input")
+}
+
 // BenchmarkGather1000: 1,000 new pending inputs, Gather, then every input
 // fired. The cost of creating the inputs is included (ns/input is per
 // input, everything counted).
 func BenchmarkGather1000(b *testing.B) {
-	ds := make([]*Deferred[int], fanInputs)
-	b.ReportAllocs()
-	for b.Loop() {
-		pendingInputs(ds)
-		g := Gather(ds...)
-		for i, d := range ds {
-			d.Callback(i)
-		}
-		if !g.Called() {
-			b.Fatal("Gather did not fire")
-		}
-	}
-	reportPer(b, fanInputs, "ns/input")
+	benchFanIn(b, "Gather", false, func(ds ...*Deferred[int]) interface{ Called() bool } { return Gather(ds...) })
 }
 
 // BenchmarkGather1000Pending is Gather's own cost: the 1,000 inputs are
 // made while the timer is stopped, so what is timed is Gather and the
 // inputs' Callbacks, each running Gather's stage.
 func BenchmarkGather1000Pending(b *testing.B) {
-	ds := make([]*Deferred[int], fanInputs)
-	b.ReportAllocs()
-	for b.Loop() {
-		b.StopTimer()
-		pendingInputs(ds)
-		b.StartTimer()
-		g := Gather(ds...)
-		for i, d := range ds {
-			d.Callback(i)
-		}
-		if !g.Called() {
-			b.Fatal("Gather did not fire")
-		}
-	}
-	reportPer(b, fanInputs, "ns/input")
+	benchFanIn(b, "Gather", true, func(ds ...*Deferred[int]) interface{ Called() bool } { return Gather(ds...) })
 }
 
 // BenchmarkList1000 is BenchmarkGather1000 for List.
 func BenchmarkList1000(b *testing.B) {
-	ds := make([]*Deferred[int], fanInputs)
-	b.ReportAllocs()
-	for b.Loop() {
-		pendingInputs(ds)
-		l := List(ds...)
-		for i, d := range ds {
-			d.Callback(i)
-		}
-		if !l.Called() {
-			b.Fatal("List did not fire")
-		}
-	}
-	reportPer(b, fanInputs, "ns/input")
+	benchFanIn(b, "List", false, func(ds ...*Deferred[int]) interface{ Called() bool } { return List(ds...) })
 }
 
 // BenchmarkRace1000: 1,000 new pending inputs, Race, then every input
 // fired in order: the first wins and Race cancels the 999 others, whose
 // later Callbacks are then ignored.
 func BenchmarkRace1000(b *testing.B) {
-	ds := make([]*Deferred[int], fanInputs)
-	b.ReportAllocs()
-	for b.Loop() {
-		pendingInputs(ds)
-		r := Race(ds...)
-		for i, d := range ds {
-			d.Callback(i)
-		}
-		if !r.Called() {
-			b.Fatal("Race did not fire")
-		}
-	}
-	reportPer(b, fanInputs, "ns/input")
+	benchFanIn(b, "Race", false, func(ds ...*Deferred[int]) interface{ Called() bool } { return Race(ds...) })
 }
 
 // BenchmarkSemaphoreHandoff: one token, always held. Each op is an Acquire
