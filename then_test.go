@@ -408,88 +408,65 @@ func TestChainNilOrSelfPanics(t *testing.T) {
 	require.PanicsWithValue(t, "deferred: Chain called with the Deferred itself", func() { d.Chain(d) })
 }
 
-// TestChainMillionIterative links 1,000,000 Deferreds with Chain and fires
-// the first: the last one's callback must run, on a bounded stack.
-func TestChainMillionIterative(t *testing.T) {
-	const n = 1_000_000
+// fireLongChain makes a pending Deferred, extends it n times with link
+// (each call gets the chain's current last Deferred and returns the new
+// one), fires the first with v and returns what the last one's callback
+// got, and how much deeper the stack was there than in the first one's
+// callback. The stack limit is raised meanwhile, so a recursive hand-over
+// shows as depth rather than as a crash.
+func fireLongChain(t *testing.T, n, v int, link func(*Deferred[int]) *Deferred[int]) (got, extraDepth int) {
+	t.Helper()
 	old := debug.SetMaxStack(64 << 20)
 	defer debug.SetMaxStack(old)
 
 	first := New[int]()
 	startDepth := 0
-	first.AddCallback(func(v int) (int, error) {
+	first.AddCallback(func(x int) (int, error) {
 		startDepth = thenStackDepth()
-		return v, nil
+		return x, nil
 	})
-	prev := first
-	for range n - 1 {
+	last := first
+	for range n {
+		last = link(last)
+	}
+	endDepth := 0
+	last.AddCallback(func(x int) (int, error) {
+		got = x
+		endDepth = thenStackDepth()
+		return x, nil
+	})
+	require.NoError(t, first.Callback(v))
+	return got, endDepth - startDepth
+}
+
+// TestChainMillionIterative links 1,000,000 Deferreds with Chain and fires
+// the first: the last one's callback must run, on a bounded stack.
+func TestChainMillionIterative(t *testing.T) {
+	got, extraDepth := fireLongChain(t, 1_000_000-1, 42, func(prev *Deferred[int]) *Deferred[int] {
 		next := New[int]()
 		prev.Chain(next)
-		prev = next
-	}
-	got, endDepth := 0, 0
-	prev.AddCallback(func(v int) (int, error) {
-		got = v
-		endDepth = thenStackDepth()
-		return v, nil
+		return next
 	})
-
-	require.NoError(t, first.Callback(42))
 	assert.Equal(t, 42, got, "the last Deferred's callback gets the value")
-	assert.Less(t, endDepth-startDepth, 50, "the chain must fire in a loop, not by recursion")
+	assert.Less(t, extraDepth, 50, "the chain must fire in a loop, not by recursion")
 }
 
 // TestThenHundredThousandLong builds 100,000 Then calls, each on the
 // previous result, before firing, and fires the first.
 func TestThenHundredThousandLong(t *testing.T) {
 	const n = 100_000
-	old := debug.SetMaxStack(64 << 20)
-	defer debug.SetMaxStack(old)
-
-	first := New[int]()
-	startDepth := 0
-	first.AddCallback(func(v int) (int, error) {
-		startDepth = thenStackDepth()
-		return v, nil
+	got, extraDepth := fireLongChain(t, n, 0, func(cur *Deferred[int]) *Deferred[int] {
+		return Then(cur, func(v int) (int, error) { return v + 1, nil })
 	})
-	cur := first
-	for range n {
-		cur = Then(cur, func(v int) (int, error) { return v + 1, nil })
-	}
-	got, endDepth := 0, 0
-	cur.AddCallback(func(v int) (int, error) {
-		got = v
-		endDepth = thenStackDepth()
-		return v, nil
-	})
-
-	require.NoError(t, first.Callback(0))
 	assert.Equal(t, n, got)
-	assert.Less(t, endDepth-startDepth, 50, "Then hand-overs must run in a loop, not by recursion")
+	assert.Less(t, extraDepth, 50, "Then hand-overs must run in a loop, not by recursion")
 }
 
 func TestThenDeferredHundredThousandLong(t *testing.T) {
 	const n = 100_000
-	old := debug.SetMaxStack(64 << 20)
-	defer debug.SetMaxStack(old)
-
-	first := New[int]()
-	startDepth := 0
-	first.AddCallback(func(v int) (int, error) {
-		startDepth = thenStackDepth()
-		return v, nil
+	got, extraDepth := fireLongChain(t, n, 0, func(cur *Deferred[int]) *Deferred[int] {
+		return ThenDeferred(cur, func(v int) *Deferred[int] { return Succeed(v + 1) })
 	})
-	cur := first
-	for range n {
-		cur = ThenDeferred(cur, func(v int) *Deferred[int] { return Succeed(v + 1) })
-	}
-	got, endDepth := 0, 0
-	cur.AddCallback(func(v int) (int, error) {
-		got = v
-		endDepth = thenStackDepth()
-		return v, nil
-	})
-	require.NoError(t, first.Callback(0))
 	assert.Equal(t, n, got)
-	assert.Less(t, endDepth-startDepth, 50, "ThenDeferred hand-overs must run in a loop, not by recursion")
+	assert.Less(t, extraDepth, 50, "ThenDeferred hand-overs must run in a loop, not by recursion")
 }
