@@ -293,13 +293,13 @@ func (d *Deferred[T]) run() (next, resume node) {
 				d.head, d.n = 0, 0
 			}
 			var fire bool
-			d.value, d.failure, fire = s.s.record(s.i, d.value, d.failure)
+			d.value, d.failure, fire = s.settle(d.value, d.failure)
 			if fire {
 				// The combined Deferred's chain runs user code: without the
 				// lock, and before the rest of ours, as Twisted does. d stays
 				// running meanwhile.
 				d.mu.Unlock()
-				s.s.fire()
+				s.g.s.fire()
 				d.mu.Lock()
 			}
 			continue
@@ -426,9 +426,9 @@ func (d *Deferred[T]) runSlotAlone() bool {
 	d.inline[0] = nil
 	d.head, d.n = 0, 0
 	var fire bool
-	if d.value, d.failure, fire = s.s.record(s.i, d.value, d.failure); fire {
+	if d.value, d.failure, fire = s.settle(d.value, d.failure); fire {
 		d.mu.Unlock()
-		s.s.fire() // as in run
+		s.g.s.fire() // as in run
 		d.mu.Lock()
 		return false
 	}
@@ -647,8 +647,8 @@ func callStage[T any](st stage[T], v T, f *Failure) (rv T, rf *Failure, inner *D
 	case kindSlot: // List, Gather, Race
 		s := (*slot[T])(st.p)
 		var fire bool
-		if rv, rf, fire = s.s.record(s.i, v, f); fire {
-			s.s.fire()
+		if rv, rf, fire = s.settle(v, f); fire {
+			s.g.s.fire()
 		}
 		return rv, rf, nil
 	case kindPair:

@@ -3,6 +3,7 @@ package deferred
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"unsafe"
 )
@@ -241,13 +242,14 @@ func (r *racing[T]) fire() {
 // fanIn is what List, Gather and Race share: the inputs, which positions
 // repeat an input, and how many distinct inputs are left to count down.
 type fanIn[T any] struct {
-	// inputs holds each distinct input at its first position; a repeated
-	// position stays nil. It does not change after init.
-	inputs []*Deferred[T]
+	// slots holds each distinct input at its first position, with the
+	// stage that input gets; a repeated position has a nil input. Only
+	// attach changes it after init.
+	slots []slot[T]
+	s     settler[T] // the List, Gather or Race embedding this fanIn
 	// next is nil unless an input repeats; then next[i] is the next
 	// position holding the same input as position i, or -1.
 	next      []int32
-	slots     []slot[T] // each distinct input's stage, without a closure each
 	left      atomic.Int64
 	abandoned atomic.Bool // a panic cut the setup short: stages pass results on untouched
 }
@@ -259,7 +261,7 @@ const smallFanIn = 16
 // init records ds, finding repeated inputs, and panics (naming fn) on a nil
 // input.
 func (g *fanIn[T]) init(fn string, ds []*Deferred[T]) {
-	g.inputs = make([]*Deferred[T], len(ds))
+	g.slots = make([]slot[T], len(ds))
 	distinct := 0
 	if len(ds) <= smallFanIn {
 		for i, d := range ds {
@@ -274,7 +276,7 @@ func (g *fanIn[T]) init(fn string, ds []*Deferred[T]) {
 				g.link(j, i, len(ds))
 				continue
 			}
-			g.inputs[i] = d
+			g.slots[i].d = d
 			distinct++
 		}
 		g.left.Store(int64(distinct))
@@ -287,7 +289,9 @@ func (g *fanIn[T]) init(fn string, ds []*Deferred[T]) {
 	for 1<<bits < 2*len(ds) {
 		bits++
 	}
-	table := make([]int32, 1<<bits) // last position of an input, plus one; 0 is empty
+	tb := takeTable(1 << bits)
+	defer giveTable(tb)
+	table := tb.t // last position of an input, plus one; 0 is empty
 	mask := uint64(len(table) - 1)
 	shift := uint(64-bits) & 63 // the mask spares the shift its check for >= 64
 	for i, d := range ds {
@@ -300,7 +304,7 @@ func (g *fanIn[T]) init(fn string, ds []*Deferred[T]) {
 			e := table[h]
 			if e == 0 {
 				table[h] = int32(i + 1)
-				g.inputs[i] = d
+				g.slots[i].d = d
 				distinct++
 				break
 			}
@@ -313,6 +317,37 @@ func (g *fanIn[T]) init(fn string, ds []*Deferred[T]) {
 		}
 	}
 	g.left.Store(int64(distinct))
+}
+
+// A table is init's hash table, kept in tables between uses, all zero.
+type table struct{ t []int32 }
+
+// tables holds zeroed tables of at most maxPooledTable entries: a Gather
+// over many inputs would otherwise allocate, and leave to the collector,
+// four bytes of table for every byte of inputs it reads.
+var tables sync.Pool
+
+const maxPooledTable = 1 << 16
+
+// takeTable returns a zeroed table of n entries, n a power of two.
+func takeTable(n int) *table {
+	if n <= maxPooledTable {
+		if tb, _ := tables.Get().(*table); tb != nil {
+			if cap(tb.t) >= n {
+				tb.t = tb.t[:n]
+				return tb
+			}
+		}
+	}
+	return &table{t: make([]int32, n)}
+}
+
+// giveTable clears tb and keeps it for the next takeTable.
+func giveTable(tb *table) {
+	if cap(tb.t) <= maxPooledTable {
+		clear(tb.t)
+		tables.Put(tb)
+	}
 }
 
 func nilInputMessage(fn string, i int) string {
@@ -342,11 +377,18 @@ type settler[T any] interface {
 	fire()
 }
 
-// A slot is the stage of one input: a pointer into fanIn.slots stands in
-// for a closure, which would cost an allocation per input.
+// A slot is one distinct input and its stage: a pointer to the slot stands
+// in for a closure, which would cost an allocation per input, and the
+// slot's place in fanIn.slots is the input's position.
 type slot[T any] struct {
-	s settler[T]
-	i int
+	g *fanIn[T]
+	d *Deferred[T]
+}
+
+// settle runs the slot's stage on its input's result: see settler.record.
+func (s *slot[T]) settle(v T, f *Failure) (T, *Failure, bool) {
+	i := (uintptr(unsafe.Pointer(s)) - uintptr(unsafe.Pointer(unsafe.SliceData(s.g.slots)))) / unsafe.Sizeof(*s)
+	return s.g.s.record(int(i), v, f)
 }
 
 // attach adds c's stage to each distinct input, i being its first
@@ -354,10 +396,11 @@ type slot[T any] struct {
 // input has its stage, so that a panic on a later input leaves the earlier
 // ones as they were.
 func (g *fanIn[T]) attach(fn string, c settler[T]) {
-	g.slots = make([]slot[T], len(g.inputs))
+	g.s = c
 	ready := -1
-	for i := range g.inputs {
-		d := g.inputs[i]
+	for i := range g.slots {
+		sl := &g.slots[i]
+		d := sl.d
 		if d == nil {
 			continue
 		}
@@ -368,14 +411,14 @@ func (g *fanIn[T]) attach(fn string, c settler[T]) {
 			g.run(ready, i)
 			panic(fmt.Sprintf("deferred: %s: input %d was handed over by Then or ThenDeferred; pass the Deferred that Then returned", fn, i))
 		}
-		g.slots[i] = slot[T]{s: c, i: i}
-		d.push(slotStage(&g.slots[i]))
+		sl.g = g
+		d.push(slotStage(sl))
 		if ready < 0 && d.called && d.runnable() {
 			ready = i
 		}
 		d.mu.Unlock()
 	}
-	g.run(ready, len(g.inputs))
+	g.run(ready, len(g.slots))
 }
 
 // run drives the inputs at positions from..to-1 that may have stages to
@@ -385,7 +428,7 @@ func (g *fanIn[T]) run(from, to int) {
 		return
 	}
 	for i := from; i < to; i++ {
-		if d := g.inputs[i]; d != nil {
+		if d := g.slots[i].d; d != nil {
 			drive(d)
 		}
 	}
@@ -395,8 +438,8 @@ func (g *fanIn[T]) run(from, to int) {
 // holding the stage runs, queued may say either: the input has fired then
 // and waits for nothing, so Cancel passes it by.
 func (g *fanIn[T]) cancel() {
-	for i, d := range g.inputs {
-		if d != nil && d.queued(unsafe.Pointer(&g.slots[i])) {
+	for i := range g.slots {
+		if d := g.slots[i].d; d != nil && d.queued(unsafe.Pointer(&g.slots[i])) {
 			d.Cancel()
 		}
 	}

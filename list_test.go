@@ -557,6 +557,56 @@ func TestGatherRepeatedInput(t *testing.T) {
 	assert.Equal(t, 0, fe.Index)
 }
 
+// A Gather over many inputs finds repeats with a hash table that it reuses
+// from one call to the next: what a call left there, even one that
+// panicked halfway, must not make the next see repeats that are not.
+func TestGatherReusedRepeatTableStartsEmpty(t *testing.T) {
+	const n = 300
+	fresh := func() []*Deferred[int] {
+		ds := make([]*Deferred[int], n)
+		for i := range ds {
+			ds[i] = New[int]()
+		}
+		return ds
+	}
+	check := func(ds []*Deferred[int], g *Deferred[[]int]) {
+		t.Helper()
+		for i, d := range ds {
+			if i == 0 || ds[i-1] != d {
+				require.NoError(t, d.Callback(i))
+			}
+		}
+		v, f := listSettled(t, g)
+		require.Nil(t, f)
+		require.Len(t, v, n)
+		for i, x := range v {
+			want := i
+			if i > 0 && ds[i-1] == ds[i] {
+				want = i - 1
+			}
+			if x != want {
+				t.Fatalf("value %d is %d, want %d", i, x, want)
+			}
+		}
+	}
+	for round := 0; round < 3; round++ {
+		ds := fresh()
+		for i := 1; i < n; i += 2 {
+			ds[i] = ds[i-1] // every other position repeats the one before
+		}
+		check(ds, Gather(ds...))
+		ds = fresh()
+		check(ds, Gather(ds...))
+
+		bad := fresh()
+		bad[n-1] = nil
+		require.Panics(t, func() { Gather(bad...) })
+		ds = fresh()
+		copy(ds, bad[:n-1]) // the inputs the panicking call had put in its table
+		check(ds, Gather(ds...))
+	}
+}
+
 func TestGatherHundredThousandInputs(t *testing.T) {
 	const n = 100_000
 	ds := make([]*Deferred[int], n)
