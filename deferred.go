@@ -592,7 +592,8 @@ func (d *Deferred[T]) Cancel() {
 		return
 	}
 	if f == nil {
-		f = &Failure{err: ErrCancelled, stack: callers(2)}
+		f = withStack(2)
+		f.err = ErrCancelled
 	}
 	if c == nil {
 		// Nobody told the producer: let its eventual firing pass quietly.

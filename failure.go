@@ -18,9 +18,53 @@ const maxStackDepth = 32
 // Failure is immutable once made and may be shared between goroutines.
 type Failure struct {
 	err      error
-	stack    trace
+	pcs      []uintptr // the stack: see trace, and skip
+	skip     int32
 	panicked bool
 	value    any // the recovered panic value, when panicked
+}
+
+// A Failure and the frames of its stack take one allocation, sized for the
+// frames: one of these holds the Failure that withStack makes.
+type (
+	failure8 struct {
+		Failure
+		pcs [8]uintptr
+	}
+	failure16 struct {
+		Failure
+		pcs [16]uintptr
+	}
+	failure32 struct {
+		Failure
+		pcs [maxStackDepth]uintptr
+	}
+)
+
+// withStack returns a new Failure holding the stack of its caller's caller
+// as callers(skip) records it, the frames in the same allocation: this
+// halves what an error costs on its way into a chain.
+//
+//go:noinline
+func withStack(skip int) *Failure {
+	var buf [maxStackDepth]uintptr
+	n := callerPCs(buf[:]) // starts at withStack itself, logical frame 1
+	var f *Failure
+	var pcs []uintptr
+	switch {
+	case n <= 8:
+		x := new(failure8)
+		f, pcs = &x.Failure, x.pcs[:n]
+	case n <= 16:
+		x := new(failure16)
+		f, pcs = &x.Failure, x.pcs[:n]
+	default:
+		x := new(failure32)
+		f, pcs = &x.Failure, x.pcs[:n]
+	}
+	copy(pcs, buf[:n])
+	f.pcs, f.skip = pcs, int32(skip-1)
+	return f
 }
 
 // NewFailure wraps err in a Failure that records the caller's stack. If err
@@ -45,7 +89,9 @@ func wrapFailure(err error, skip int) *Failure {
 	if f, ok := err.(*Failure); ok && f != nil {
 		return f
 	}
-	return &Failure{err: err, stack: callers(skip)}
+	f := withStack(skip)
+	f.err = err
+	return f
 }
 
 // PanicError is the error inside a Failure made from a recovered panic
@@ -61,7 +107,8 @@ func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
 // from the deferred function that recovered, so that the stack it records
 // still holds the frames of the panic site.
 func panicFailure(v any) *Failure {
-	f := &Failure{panicked: true, value: v, stack: callers(3)}
+	f := withStack(3)
+	f.panicked, f.value = true, v
 	if err, ok := v.(error); ok {
 		f.err = fmt.Errorf("panic: %w", err)
 	} else {
@@ -156,7 +203,7 @@ func (f *Failure) Stack() string {
 	// A panic Failure was recorded inside the recovering function: skip up
 	// to the runtime's panic frames so the stack starts at the panic site.
 	skipping := f.panicked
-	f.stack.each(func(fr runtime.Frame) {
+	trace{pcs: f.pcs, skip: int(f.skip)}.each(func(fr runtime.Frame) {
 		inPanic := isRuntimePanicFrame(fr.Function)
 		if skipping && inPanic {
 			skipping = false
