@@ -533,6 +533,13 @@ func (d *Deferred[T]) runPlainSome(ptrs *[inlineStages]unsafe.Pointer, kinds *[i
 			} else {
 				v = nv
 			}
+		} else if st.k == kindErrback && f != nil {
+			nv, err := ptrFunc[errbackFn[T]](st.p)(f)
+			if err != nil {
+				v, f = stageFailed[T](nv, err)
+			} else {
+				v, f = nv, nil
+			}
 		} else {
 			v, f, _ = callStage(st, v, f)
 		}
@@ -687,10 +694,13 @@ func callStage[T any](st stage[T], v T, f *Failure) (rv T, rf *Failure, inner *D
 // err: the zero value and err's Failure, or, for a typed nil *Failure (the
 // natural pass-through of AddBoth on success), v and no failure.
 func stageFailed[T any](v T, err error) (T, *Failure) {
-	if f, ok := err.(*Failure); ok && f == nil {
-		return v, nil
-	}
 	var zero T
+	if f, ok := err.(*Failure); ok {
+		if f == nil {
+			return v, nil
+		}
+		return zero, f // an errback passing its Failure on, most often
+	}
 	return zero, failureOf(err)
 }
 
