@@ -215,9 +215,11 @@ func Maybe[T any](f func() (T, error)) *Deferred[T] {
 
 // Callback fires d with the value v and runs its chain on the calling
 // goroutine. If d has already fired, Callback changes nothing and returns an
-// error matching ErrAlreadyCalled — except for the first call after Cancel,
-// which is ignored and returns nil, so that a producer that did not notice
-// the cancellation does not fail.
+// error matching ErrAlreadyCalled — except for the first call after Cancel
+// failed a d that has no canceller, which is ignored and returns nil: that
+// producer was never told to stop, and should not fail for finishing. (A
+// canceller is expected to stop its producer, so after it a late firing is
+// an error as usual, as in Twisted.)
 func (d *Deferred[T]) Callback(v T) error {
 	mustNotBeNil(d, "Callback")
 	d.mu.Lock()
@@ -545,10 +547,11 @@ func (d *Deferred[T]) Unpause() {
 // Cancel asks for d's result to be abandoned. If d has not fired, Cancel
 // calls its canceller (once, however often Cancel is called); if the
 // canceller does not fire d, or there is none, d fails with a Failure
-// matching ErrCancelled, and the producer's first later Callback or Errback
-// is ignored (when there is a canceller, it is expected to have stopped the
-// producer, so a later firing returns ErrAlreadyCalled as usual). If d has fired and its chain waits for a Deferred returned by
-// a stage, that Deferred is cancelled instead. Otherwise Cancel does
+// matching ErrCancelled. Without a canceller, the producer's first later
+// Callback or Errback is then ignored; a canceller is expected to have
+// stopped the producer, so after one a later firing returns
+// ErrAlreadyCalled as usual. If d has fired and its chain waits for a
+// Deferred returned by a stage, that Deferred is cancelled instead. Otherwise Cancel does
 // nothing. A panicking canceller does not make Cancel panic: d fails with
 // the panic's Failure.
 func (d *Deferred[T]) Cancel() {
