@@ -17,9 +17,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// These tests pin the core contract of Deferred (DESIGN.md, issue 2). Where a
-// rule was unclear it was run in Twisted 22.4 first; the result is noted
-// beside the test.
+// These tests pin the core contract of Deferred (the README's "The rules";
+// issue 2). Where a rule was unclear it was run in Twisted 22.4 first; the
+// result is noted beside the test.
 
 var (
 	errCoreA    = errors.New("core test error A")

@@ -1,16 +1,17 @@
 package deferred
 
 // This file is the reference model that FuzzChain checks the library
-// against: the chain rules of DESIGN.md and Twisted 22.4, written as plainly
+// against: the chain rules of the README and Twisted 22.4, written as plainly
 // as possible. One goroutine, a slice of stages per Deferred, a loop that
 // pops them, recursion where Twisted nests. It knows nothing about locks,
 // trampolines or queues; where it is slow or deep, that is on purpose.
 //
 // Where the model departs from Twisted, it does so on purpose:
-//   - DESIGN.md: a panicking canceller fails the Deferred instead of
-//     raising; Unpause at 0 does nothing, and waiting for an inner Deferred
-//     is not a pause (Twisted counts both in one counter); Errback(nil)
-//     fails with ErrNilError ("nilerr");
+//   - the design (the README's "Differences from Twisted"): a panicking
+//     canceller fails the Deferred instead of raising; Unpause at 0 does
+//     nothing, and waiting for an inner Deferred is not a pause (Twisted
+//     counts both in one counter); Errback(nil) fails with ErrNilError
+//     ("nilerr");
 //   - library choices: returning the Deferred itself, a handed-over
 //     Deferred, a Deferred another one already waits for, one that waits
 //     (through others, perhaps) for this one, or nil fails the chain

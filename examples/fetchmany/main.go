@@ -50,6 +50,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	err := run(ctx, os.Stdout, os.Stderr, os.Args[1:])
 	stop()
+	if errors.Is(err, flag.ErrHelp) {
+		return // -h: the usage is printed already
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fetchmany:", err)
 		os.Exit(1)
@@ -132,8 +135,13 @@ func run(ctx context.Context, stdout, stderr io.Writer, args []string) error {
 
 	writeSummary(stdout, urls, outcomes, *n, elapsed)
 	if site != nil {
-		fmt.Fprintf(stdout, "\nloopback server: %d requests, %d answered 404, at most %d in flight at once\n",
-			site.requests.Load(), site.notFound.Load(), site.maxInFlight.Load())
+		fmt.Fprintf(stdout, "\nloopback server: %d requests, %d answered 404, ", site.requests.Load(), site.notFound.Load())
+		if a := site.abandoned.Load(); a > 0 {
+			fmt.Fprintf(stdout, "%d abandoned by the client, at most %d in flight at once (abandoned ones count until the server notices)\n",
+				a, site.maxInFlight.Load())
+		} else {
+			fmt.Fprintf(stdout, "at most %d in flight at once\n", site.maxInFlight.Load())
+		}
 	}
 	return nil
 }

@@ -29,7 +29,7 @@ type summary struct {
 	server                   *serverLine // nil without the loopback server
 }
 
-type serverLine struct{ requests, notFound, maxInFlight int }
+type serverLine struct{ requests, notFound, abandoned, maxInFlight int }
 
 var (
 	headRE   = regexp.MustCompile(`(?m)^(\d+) URLs, at most (\d+) in flight:$`)
@@ -37,7 +37,7 @@ var (
 	failedRE = regexp.MustCompile(`(?m)^  failed +(\d+)$`)
 	timeRE   = regexp.MustCompile(`(?m)^  time +\d+\.\d\ds$`)
 	reasonRE = regexp.MustCompile(`(?m)^  (\d+)  (.+)  e\.g\. \S+$`)
-	serverRE = regexp.MustCompile(`(?m)^loopback server: (\d+) requests, (\d+) answered 404, at most (\d+) in flight at once$`)
+	serverRE = regexp.MustCompile(`(?m)^loopback server: (\d+) requests, (\d+) answered 404, (?:(\d+) abandoned by the client, )?at most (\d+) in flight at once(?: \(abandoned ones count until the server notices\))?$`)
 )
 
 func atoi(t *testing.T, s string) int {
@@ -65,7 +65,10 @@ func parseSummary(t *testing.T, out string) summary {
 		s.reasons[m[2]] = atoi(t, m[1])
 	}
 	if m := serverRE.FindStringSubmatch(out); m != nil {
-		s.server = &serverLine{atoi(t, m[1]), atoi(t, m[2]), atoi(t, m[3])}
+		s.server = &serverLine{requests: atoi(t, m[1]), notFound: atoi(t, m[2]), maxInFlight: atoi(t, m[4])}
+		if m[3] != "" {
+			s.server.abandoned = atoi(t, m[3])
+		}
 	}
 	return s
 }
@@ -171,6 +174,15 @@ func TestFetchmanyReportsTimeouts(t *testing.T) {
 	require.Positive(t, slow)
 	assert.GreaterOrEqual(t, s.reasons["timed out"], slow)
 	assert.Equal(t, 20, s.ok+s.failed)
+
+	// The server counts apart the requests the client gave up on: they
+	// are neither answered nor counted as 404s.
+	require.NotNil(t, s.server)
+	missing, _ := expectedPages(20)
+	assert.Equal(t, 20, s.server.requests)
+	assert.Positive(t, s.server.abandoned)
+	assert.LessOrEqual(t, s.server.abandoned, s.reasons["timed out"])
+	assert.LessOrEqual(t, s.server.notFound, missing)
 }
 
 func TestFetchmanyWritesProgressOnlyToATerminal(t *testing.T) {

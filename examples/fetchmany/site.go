@@ -20,6 +20,7 @@ type demoSite struct {
 	served chan struct{} // closed when Serve has returned
 
 	requests, notFound    atomic.Int64
+	abandoned             atomic.Int64 // requests the client gave up on before the answer
 	inFlight, maxInFlight atomic.Int64
 }
 
@@ -80,13 +81,20 @@ func (s *demoSite) servePage(w http.ResponseWriter, r *http.Request) {
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
-		case <-r.Context().Done(): // the client gave up
+		case <-r.Context().Done():
 			t.Stop()
 		}
 	}
 	// Leave before answering: the client gives its token back only once the
-	// answer is in, so this count can never exceed the client's.
+	// answer is in, so while it waits for answers this count cannot exceed
+	// the client's. A client that gives up (-timeout) gives its token back
+	// at once, though, and the server notices a moment later: until then
+	// the request still counts here.
 	s.inFlight.Add(-1)
+	if r.Context().Err() != nil { // the client gave up: nobody reads an answer
+		s.abandoned.Add(1)
+		return
+	}
 	if err != nil || i < 0 || i >= s.pages || missing {
 		s.notFound.Add(1)
 		http.NotFound(w, r)

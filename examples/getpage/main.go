@@ -22,6 +22,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/signal"
+	"strings"
 
 	"github.com/deferred-go/deferred/web"
 )
@@ -62,7 +63,9 @@ func pageURL(args []string) (url string, closeServer func(), err error) {
 		}))
 		return srv.URL + "/", srv.Close, nil
 	case 1:
-		return args[0], func() {}, nil
+		if !strings.HasPrefix(args[0], "-") { // -h, --help: not a URL
+			return args[0], func() {}, nil
+		}
 	}
 	return "", nil, errors.New("usage: getpage [URL]")
 }

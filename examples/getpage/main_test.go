@@ -57,3 +57,13 @@ func TestRunRejectsTwoArguments(t *testing.T) {
 
 	assert.EqualError(t, err, "usage: getpage [URL]")
 }
+
+func TestRunAnswersAFlagWithTheUsage(t *testing.T) {
+	for _, arg := range []string{"-h", "--help"} {
+		var out bytes.Buffer
+		err := run(context.Background(), &out, []string{arg})
+
+		assert.EqualError(t, err, "usage: getpage [URL]", arg)
+		assert.Empty(t, out.String(), "%s is not fetched as a URL", arg)
+	}
+}

@@ -67,6 +67,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	err := run(ctx, os.Stdout, os.Args[1:])
 	stop()
+	if errors.Is(err, flag.ErrHelp) {
+		return // -h: the usage is printed already
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mail:", err)
 		os.Exit(1)
