@@ -66,7 +66,7 @@ type node interface {
 //	kindPair                  *pairStage[T]       AddCallbacks
 //	kindSlot                  *slot[T]            List, Gather, Race
 //	kindChain                 *Deferred[T]        Chain
-//	kindHandoff               handoffFunc[T]      Then's hand-over, always last
+//	kindHandoff               *handoff[T]         Then's hand-over, always last
 //	kindWaiter                *Deferred[T]        give the result to the Deferred waiting for d
 //
 // Func values are one pointer, so every kind fits in p without boxing, and
@@ -145,8 +145,8 @@ func chainStage[T any](other *Deferred[T]) stage[T] {
 	return stage[T]{p: unsafe.Pointer(other), k: kindChain}
 }
 
-func handoffStage[T any](h handoffFunc[T]) stage[T] {
-	return stage[T]{p: funcPtr(h), k: kindHandoff}
+func handoffStage[T any](h *handoff[T]) stage[T] {
+	return stage[T]{p: unsafe.Pointer(h), k: kindHandoff}
 }
 
 // waiterStage is the stage that link adds to a Deferred another one waits
@@ -162,10 +162,6 @@ type pairStage[T any] struct {
 	cb callbackFn[T]
 	eb errbackFn[T]
 }
-
-// handoffFunc moves the result to the Deferred that Then returned and
-// returns that one, to be driven on.
-type handoffFunc[T any] func(T, *Failure) node
 
 // inlineStages is how many stages a Deferred holds without allocating.
 const inlineStages = 3
@@ -370,7 +366,7 @@ func (d *Deferred[T]) afterStop(stop stage[T], v T, f *Failure) (next, resume no
 		d.value, d.failure = zeroOf[T](), nil
 		d.running = false
 		d.mu.Unlock()
-		return ptrFunc[handoffFunc[T]](stop.p)(v, f), nil, true
+		return (*(*handoff[T])(stop.p)).handoff(v, f), nil, true
 	case kindInner:
 		inner := (*Deferred[T])(stop.p)
 		d.setWaiting(inner)

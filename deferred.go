@@ -127,7 +127,9 @@ const (
 	suppressAlreadyCalled
 	// handedOver: Then or ThenDeferred took its chain over.
 	handedOver
-	// cancelUpstream: made by Then; its canceller cancels the source.
+	// cancelUpstream: made by Then or ThenDeferred. Until it fires, aux
+	// points to the source (an interface{ Cancel() } in thenBase), not to
+	// a canceller, and Cancel cancels the source.
 	cancelUpstream
 	// waitedFor: another Deferred waits for this one's result (link).
 	waitedFor
@@ -450,15 +452,10 @@ func Then[T, U any](d *Deferred[T], cb func(T) (U, error)) *Deferred[U] {
 	if d == nil {
 		panic("deferred: Then called with a nil *Deferred")
 	}
-	u := thenTarget[T, U](d)
-	d.handOver("Then", func(v T, f *Failure) node {
-		if f != nil {
-			return u.settleOrReport(zeroOf[U](), f)
-		}
-		rv, rf := call(func() (U, error) { return cb(v) })
-		return u.settleOrReport(rv, rf)
-	})
-	return u
+	l := &thenLink[T, U]{cb: cb}
+	l.init(d, l)
+	d.handOver("Then", &l.h)
+	return &l.u
 }
 
 // ThenDeferred is Then for a cb that returns a Deferred: the new Deferred
@@ -473,18 +470,66 @@ func ThenDeferred[T, U any](d *Deferred[T], cb func(T) *Deferred[U]) *Deferred[U
 	if d == nil {
 		panic("deferred: ThenDeferred called with a nil *Deferred")
 	}
-	u := thenTarget[T, U](d)
-	d.handOver("ThenDeferred", func(v T, f *Failure) node {
-		if f != nil {
-			return u.settleOrReport(zeroOf[U](), f)
-		}
-		_, rf, inner := runStage(callbackDeferredStage(func(U) *Deferred[U] { return cb(v) }), zeroOf[U](), nil)
-		if rf != nil {
-			return u.settleOrReport(zeroOf[U](), rf)
-		}
-		return u.settleWaiting(inner)
-	})
-	return u
+	l := &thenDeferredLink[T, U]{cb: cb}
+	l.init(d, l)
+	d.handOver("ThenDeferred", &l.h)
+	return &l.u
+}
+
+// A handoff is the last stage of a Deferred whose chain Then or
+// ThenDeferred took over: it moves the result to the Deferred they returned
+// and returns that one, to be driven on.
+type handoff[T any] interface {
+	handoff(v T, f *Failure) node
+}
+
+// thenBase is what Then and ThenDeferred allocate, in one piece with the
+// function they were given: the Deferred they return, and the two ties to
+// the source d. d's last stage points at h; u's Cancel goes to up.
+type thenBase[T, U any] struct {
+	u  Deferred[U]
+	h  handoff[T]            // the link itself
+	up interface{ Cancel() } // d
+}
+
+// init ties u to d, h being the link that embeds b. What New does for a
+// Deferred it makes is done here for u.
+func (b *thenBase[T, U]) init(d *Deferred[T], h handoff[T]) {
+	if debugging.Load() {
+		b.u.ext().debug = &debugInfo{created: stackString(4)}
+	}
+	b.h, b.up = h, d
+	b.u.aux = unsafe.Pointer(&b.up) // see cancelUpstream
+	b.u.set(cancelUpstream, true)
+}
+
+type thenLink[T, U any] struct {
+	thenBase[T, U]
+	cb func(T) (U, error)
+}
+
+func (l *thenLink[T, U]) handoff(v T, f *Failure) node {
+	if f != nil {
+		return l.u.settleOrReport(zeroOf[U](), f)
+	}
+	rv, rf := call(func() (U, error) { return l.cb(v) })
+	return l.u.settleOrReport(rv, rf)
+}
+
+type thenDeferredLink[T, U any] struct {
+	thenBase[T, U]
+	cb func(T) *Deferred[U]
+}
+
+func (l *thenDeferredLink[T, U]) handoff(v T, f *Failure) node {
+	if f != nil {
+		return l.u.settleOrReport(zeroOf[U](), f)
+	}
+	_, rf, inner := runStage(callbackDeferredStage(func(U) *Deferred[U] { return l.cb(v) }), zeroOf[U](), nil)
+	if rf != nil {
+		return l.u.settleOrReport(zeroOf[U](), rf)
+	}
+	return l.u.settleWaiting(inner)
 }
 
 // settleOrReport is settle for Then's hand-over. If somebody fired u by
@@ -498,16 +543,9 @@ func (d *Deferred[T]) settleOrReport(v T, f *Failure) node {
 	return n
 }
 
-// thenTarget returns the Deferred that takes d's chain over in Then.
-func thenTarget[T, U any](d *Deferred[T]) *Deferred[U] {
-	u := NewWithCanceller(func(*Deferred[U]) { d.Cancel() })
-	u.set(cancelUpstream, true)
-	return u
-}
-
 // handOver marks d as handed over and adds h, which carries the result to
 // the Deferred that takes over, as d's last stage.
-func (d *Deferred[T]) handOver(method string, h handoffFunc[T]) {
+func (d *Deferred[T]) handOver(method string, h *handoff[T]) {
 	d.mu.Lock()
 	switch {
 	case d.is(handedOver):
@@ -571,9 +609,9 @@ func (d *Deferred[T]) Cancel() {
 		// Then's Deferred: cancelling it is cancelling the source, whose
 		// result, cancelled or not, arrives through the hand-over. A
 		// source that has fired ignores the Cancel, as in Twisted.
-		c := d.canceller()
+		up := *(*interface{ Cancel() })(d.aux)
 		d.mu.Unlock()
-		c(d)
+		up.Cancel()
 		return
 	}
 	if d.is(cancelled) {

@@ -470,3 +470,27 @@ func TestThenDeferredHundredThousandLong(t *testing.T) {
 	assert.Equal(t, n, got)
 	assert.Less(t, extraDepth, 50, "ThenDeferred hand-overs must run in a loop, not by recursion")
 }
+
+// With debugging on, the Deferred that Then or ThenDeferred returns names
+// the line that called them as its creation site, as New's does.
+func TestThenDebuggingNamesTheCallerAsCreationSite(t *testing.T) {
+	SetDebugging(true)
+	t.Cleanup(func() { SetDebugging(false) })
+
+	created := coreNextLine()
+	u := Then(New[int](), func(v int) (string, error) { return "", nil })
+	createdDeferred := coreNextLine()
+	w := ThenDeferred(New[int](), func(v int) *Deferred[string] { return Succeed("") })
+
+	for _, c := range []struct {
+		d    *Deferred[string]
+		site string
+	}{{u, created}, {w, createdDeferred}} {
+		require.NoError(t, c.d.Callback("by hand"))
+		err := c.d.Callback("again")
+		require.ErrorIs(t, err, ErrAlreadyCalled)
+		assert.Contains(t, err.Error(),
+			"created at:\ngithub.com/deferred-go/deferred.TestThenDebuggingNamesTheCallerAsCreationSite\n\t"+c.site,
+			"the creation stack starts at the caller")
+	}
+}
