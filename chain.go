@@ -300,6 +300,15 @@ func (d *Deferred[T]) run() (next, resume node) {
 			}
 			continue
 		}
+		if d.head < inlineStages && d.kinds[d.head] == kindHandoff {
+			// Then's hand-over, always the last stage (so n <= inlineStages
+			// here): nothing to batch, and no lock round trip to take it.
+			st := stage[T]{p: d.inline[d.head], k: kindHandoff}
+			d.inline[d.head] = nil
+			d.head, d.n = 0, 0
+			next, resume, _ = d.afterStop(st, d.value, d.failure)
+			return next, resume
+		}
 		// Run the stages queued so far without the lock. The inline ones
 		// are taken out (and put back if the batch stops before them), so
 		// there is nothing to clear afterwards; others may push meanwhile,
