@@ -562,7 +562,8 @@ func (d *Deferred[T]) runPlainSome(ptrs *[inlineStages]unsafe.Pointer, kinds *[i
 // there on. It returns the new result and the index after the last stage it
 // used, which is end unless the batch stopped there: stop is then the
 // stage that stopped it (a Chain, hand-over or waiter stage), or kindInner
-// with the Deferred a stage returned, or kindPaused if a stage paused d.
+// with the Deferred a stage returned, unless takeFired could take its result
+// at once, or kindPaused if a stage paused d.
 // A stage that panics stops the run too: its Failure is the result, and
 // the caller goes on from the next stage (stop is kindPaused only if the
 // stage paused d first). One deferred recover covers the whole run:
@@ -613,8 +614,11 @@ func (d *Deferred[T]) runSome(ptrs *[inlineStages]unsafe.Pointer, kinds *[inline
 		default:
 			var inner *Deferred[T]
 			if v, f, inner = callStage(st, v, f); inner != nil {
-				at.returned = true
-				return v, f, i, stage[T]{p: unsafe.Pointer(inner), k: kindInner}
+				var took bool
+				if v, f, took = d.takeFired(inner); !took {
+					at.returned = true
+					return v, f, i, stage[T]{p: unsafe.Pointer(inner), k: kindInner}
+				}
 			}
 		}
 		if d.paused.Load() != 0 {
@@ -741,6 +745,9 @@ func link[T any](outer, inner *Deferred[T]) node {
 		return outer.deliver(zeroOf[T](), failureOf(invalidReturn(
 			"deferred: a stage returned a Deferred that waits for this one; both would wait forever")))
 	}
+	if v, f, took := outer.takeFired(inner); took {
+		return outer.deliver(v, f)
+	}
 	inner.mu.Lock()
 	switch {
 	case inner.is(handedOver):
@@ -751,25 +758,40 @@ func link[T any](outer, inner *Deferred[T]) node {
 		inner.mu.Unlock()
 		return outer.deliver(zeroOf[T](), failureOf(invalidReturn(
 			"deferred: a stage returned a Deferred that another Deferred already waits for")))
-	case inner.called && !inner.running && inner.paused.Load() == 0 && inner.waiting() == nil &&
-		inner.head == inner.n:
-		// Already fired and idle: take its result now (Twisted leaves the
-		// inner Deferred holding None; we leave it the zero value).
-		v, f := inner.value, inner.failure
-		var zero T
-		inner.value, inner.failure = zero, nil
-		if inner.cleanupArmed {
-			inner.cleanupArmed = false
-			inner.x.cleanup.Stop()
-		}
-		inner.mu.Unlock()
-		return outer.deliver(v, f)
 	default:
 		inner.set(waitedFor, true)
 		inner.push(waiterStage(outer))
 		inner.mu.Unlock()
 		return inner
 	}
+}
+
+// takeFired takes the result of inner, a Deferred that a stage of d
+// returned, if inner has fired and is idle (the common case of a stage
+// returning Succeed or Fail), as Twisted does: inner is left holding the
+// zero value, where Twisted leaves None. d's chain can then go on at once,
+// without waiting. In every other case it changes nothing and reports
+// false, and link decides. An idle fired inner waits for nothing, so it
+// cannot wait for d; d itself is never taken from.
+func (d *Deferred[T]) takeFired(inner *Deferred[T]) (v T, f *Failure, took bool) {
+	if inner == d {
+		return v, nil, false
+	}
+	inner.mu.Lock()
+	if !inner.called || inner.running || inner.paused.Load() != 0 || inner.head != inner.n ||
+		inner.waiting() != nil || inner.is(handedOver|waitedFor) {
+		inner.mu.Unlock()
+		return v, nil, false
+	}
+	v, f = inner.value, inner.failure
+	var zero T
+	inner.value, inner.failure = zero, nil
+	if inner.cleanupArmed {
+		inner.cleanupArmed = false
+		inner.x.cleanup.Stop()
+	}
+	inner.mu.Unlock()
+	return v, f, true
 }
 
 // waitsFor reports whether d's chain waits, directly or through others, for
