@@ -614,11 +614,12 @@ func (d *Deferred[T]) runSome(ptrs *[inlineStages]unsafe.Pointer, kinds *[inline
 		default:
 			var inner *Deferred[T]
 			if v, f, inner = callStage(st, v, f); inner != nil {
-				var took bool
-				if v, f, took = d.takeFired(inner); !took {
+				tv, tf, took := d.takeFired(inner)
+				if !took {
 					at.returned = true
 					return v, f, i, stage[T]{p: unsafe.Pointer(inner), k: kindInner}
 				}
+				v, f = tv, tf
 			}
 		}
 		if d.paused.Load() != 0 {

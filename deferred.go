@@ -589,9 +589,9 @@ func (d *Deferred[T]) Unpause() {
 // Callback or Errback is then ignored; a canceller is expected to have
 // stopped the producer, so after one a later firing returns
 // ErrAlreadyCalled as usual. If d has fired and its chain waits for a
-// Deferred returned by a stage, that Deferred is cancelled instead. Otherwise Cancel does
-// nothing. A panicking canceller does not make Cancel panic: d fails with
-// the panic's Failure.
+// Deferred returned by a stage, that Deferred is cancelled instead.
+// Otherwise Cancel does nothing. A panicking canceller does not make Cancel
+// panic: d fails with the panic's Failure.
 func (d *Deferred[T]) Cancel() {
 	mustNotBeNil(d, "Cancel")
 	d.mu.Lock()

@@ -42,8 +42,8 @@ type (
 )
 
 // withStack returns a new Failure holding the stack of its caller's caller
-// as callers(skip) records it, the frames in the same allocation: this
-// halves what an error costs on its way into a chain.
+// as callers(skip) records it, the frames in the same allocation: one
+// allocation for an error on its way into a chain, not two.
 //
 //go:noinline
 func withStack(skip int) *Failure {

@@ -323,8 +323,8 @@ func (g *fanIn[T]) init(fn string, ds []*Deferred[T]) {
 type table struct{ t []int32 }
 
 // tables holds zeroed tables of at most maxPooledTable entries: a Gather
-// over many inputs would otherwise allocate, and leave to the collector,
-// four bytes of table for every byte of inputs it reads.
+// over many inputs would otherwise allocate, and leave to the collector, a
+// table as large as the slice of inputs it was given.
 var tables sync.Pool
 
 const maxPooledTable = 1 << 16
