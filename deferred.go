@@ -308,6 +308,12 @@ func (d *Deferred[T]) calledAgain() error {
 // fire records the result. d.mu is held.
 func (d *Deferred[T]) fire(v T, f *Failure, skip int) {
 	d.called, d.value, d.failure = true, v, f
+	if d.is(cancelUpstream) {
+		// Then's Deferred: drop its tie to the source, which a Deferred
+		// kept after firing would otherwise keep alive, and the source its
+		// own, down a whole chain of Thens.
+		*(*interface{ Cancel() })(d.aux) = nil
+	}
 	d.aux = nil // the canceller; nothing waits yet
 	if d.x != nil && d.x.debug != nil {
 		d.x.debug.fired = stackString(skip + 1)
@@ -508,11 +514,15 @@ type thenLink[T, U any] struct {
 	cb func(T) (U, error)
 }
 
+// handoff runs once; it drops cb, so that the link, which lives as long as
+// the Deferred it returned, does not keep what cb holds.
 func (l *thenLink[T, U]) handoff(v T, f *Failure) node {
+	cb := l.cb
+	l.cb = nil
 	if f != nil {
 		return l.u.settleOrReport(zeroOf[U](), f)
 	}
-	rv, rf := call(func() (U, error) { return l.cb(v) })
+	rv, rf := call(func() (U, error) { return cb(v) })
 	return l.u.settleOrReport(rv, rf)
 }
 
@@ -521,11 +531,14 @@ type thenDeferredLink[T, U any] struct {
 	cb func(T) *Deferred[U]
 }
 
+// handoff runs once, and drops cb as thenLink's does.
 func (l *thenDeferredLink[T, U]) handoff(v T, f *Failure) node {
+	cb := l.cb
+	l.cb = nil
 	if f != nil {
 		return l.u.settleOrReport(zeroOf[U](), f)
 	}
-	_, rf, inner := runStage(callbackDeferredStage(func(U) *Deferred[U] { return l.cb(v) }), zeroOf[U](), nil)
+	_, rf, inner := runStage(callbackDeferredStage(func(U) *Deferred[U] { return cb(v) }), zeroOf[U](), nil)
 	if rf != nil {
 		return l.u.settleOrReport(zeroOf[U](), rf)
 	}

@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"testing"
+	"weak"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -493,4 +494,71 @@ func TestThenDebuggingNamesTheCallerAsCreationSite(t *testing.T) {
 			"created at:\ngithub.com/deferred-go/deferred.TestThenDebuggingNamesTheCallerAsCreationSite\n\t"+c.site,
 			"the creation stack starts at the caller")
 	}
+}
+
+// thenCollected runs the collector until weak pointer w is cleared, a few
+// times at most, and reports whether it was.
+func thenCollected[P any](w weak.Pointer[P]) bool {
+	for range 5 {
+		runtime.GC()
+		if w.Value() == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// thenCapturing returns Then's (or ThenDeferred's) Deferred for src, with
+// a function that holds a buffer, and a weak pointer to the buffer.
+func thenCapturing(src *Deferred[int], deferred bool) (*Deferred[int], weak.Pointer[[1 << 16]byte]) {
+	big := new([1 << 16]byte)
+	if deferred {
+		return ThenDeferred(src, func(v int) *Deferred[int] { return Succeed(v + int(big[0])) }), weak.Make(big)
+	}
+	return Then(src, func(v int) (int, error) { return v + int(big[0]), nil }), weak.Make(big)
+}
+
+// Once Then's Deferred has fired, keeping it does not keep the source
+// alive, nor what the function given to Then holds: a Deferred kept after
+// its result arrived must not hold the whole chain that led to it.
+func TestThenFiredDeferredLetsSourceAndFunctionGo(t *testing.T) {
+	for _, name := range []string{"Then", "ThenDeferred", "fired by hand"} {
+		src := New[int]()
+		wSrc := weak.Make(src)
+		u, wBig := thenCapturing(src, name == "ThenDeferred")
+		if name == "fired by hand" {
+			require.NoError(t, u.Callback(7)) // the source never fires
+			assert.True(t, thenCollected(wSrc), "%s: the source is still reachable through Then's Deferred", name)
+			runtime.KeepAlive(u)
+			continue
+		}
+		require.NoError(t, src.Callback(1))
+		src = nil
+		assert.True(t, thenCollected(wSrc), "%s: the source is still reachable through Then's Deferred", name)
+		assert.True(t, thenCollected(wBig), "%s: the function's captures are still reachable", name)
+		runtime.KeepAlive(u)
+	}
+}
+
+// The serialising idiom tail = ThenDeferred(tail, ...), kept up for long,
+// holds only the last tail, not every step before it.
+func TestThenLongLivedTailDoesNotGrow(t *testing.T) {
+	heap := func() uint64 {
+		var ms runtime.MemStats
+		runtime.GC()
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	tail := Succeed(0)
+	before := heap()
+	const steps = 100_000 // about 12 MiB if every step were kept
+	for range steps {
+		tail = ThenDeferred(tail, func(v int) *Deferred[int] { return Succeed(v + 1) })
+	}
+	after := heap()
+	v, f := coreResult(t, tail)
+	require.Nil(t, f)
+	assert.Equal(t, steps, v)
+	assert.Less(t, int64(after)-int64(before), int64(2<<20), "the heap grew by %d KiB", (int64(after)-int64(before))/1024)
 }
