@@ -128,6 +128,7 @@ targets() {
 	NF < 2 || $1 == "" || $1 == "geomean" { next }
 	{ name = $1; sub(/-[0-9]+$/, "", name); v[src name, unit] = $2 }
 	function has(k, u) { return ((k, u) in v) }
+	function info(what) { printf "    %s\n", what }
 	function check(what, got, limit, fmtg) {
 		printf "  %-58s %-16s %s\n", what, sprintf(fmtg, got) " <= " sprintf(fmtg, limit), (got <= limit) ? "met" : "NOT met"
 	}
@@ -142,16 +143,18 @@ targets() {
 		if (has("FailurePath", "sec/op") && has("Chain3", "sec/op"))
 			check("FailurePath time / Chain3 time", v["FailurePath", "sec/op"] / v["Chain3", "sec/op"], 3, "%.2f")
 		# Gather over 1,000 pending inputs: 60 ns an input on the machine
-		# where the issue measured goroutine+channel at 450 ns. Checked as
-		# written, and as that ratio to GoroutineChannel3 in the same run.
-		if (has("Gather1000Pending", "sec/input"))
-			check("Gather1000Pending ns/input (Gather + the inputs firing)", v["Gather1000Pending", "sec/input"] * 1e9, 60, "%.0f")
+		# where the issue measured goroutine+channel at 450 ns. The issue
+		# sets its targets as ratios in one run, so the check is that ratio
+		# to GoroutineChannel3 here; the absolute figure follows, for the
+		# record (it moves with the load of this shared machine).
 		if (has("Gather1000Pending", "sec/input") && has("GoroutineChannel3", "sec/op"))
-			check("  as a ratio: ns/input / GoroutineChannel3 ns (60/450)", v["Gather1000Pending", "sec/input"] / v["GoroutineChannel3", "sec/op"], 60 / 450, "%.3f")
-		if (has("Gather1000", "sec/input"))
-			check("Gather1000 ns/input (inputs made in the loop too)", v["Gather1000", "sec/input"] * 1e9, 60, "%.0f")
+			check("Gather1000Pending ns/input / GoroutineChannel3 ns (60/450)", v["Gather1000Pending", "sec/input"] / v["GoroutineChannel3", "sec/op"], 60 / 450, "%.3f")
+		if (has("Gather1000Pending", "sec/input"))
+			info(sprintf("(absolute: %.0f ns/input, Gather + the inputs firing; 60 beside 450 in the issue)", v["Gather1000Pending", "sec/input"] * 1e9))
 		if (has("Gather1000", "sec/input") && has("GoroutineChannel3", "sec/op"))
-			check("  as a ratio: ns/input / GoroutineChannel3 ns (60/450)", v["Gather1000", "sec/input"] / v["GoroutineChannel3", "sec/op"], 60 / 450, "%.3f")
+			check("  with the inputs made in the loop too (Gather1000)", v["Gather1000", "sec/input"] / v["GoroutineChannel3", "sec/op"], 60 / 450, "%.3f")
+		if (has("Gather1000", "sec/input"))
+			info(sprintf("(absolute: %.0f ns/input)", v["Gather1000", "sec/input"] * 1e9))
 		if (has("Gather1000", "allocs/op"))
 			check("Gather1000 allocs/input", v["Gather1000", "allocs/op"] / 1000, 3, "%.3g")
 		if (has("NestedDeep/levels=1e6", "sec/level") && has("NestedDeep/levels=1e4", "sec/level"))
