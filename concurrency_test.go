@@ -3,6 +3,7 @@ package deferred
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"runtime"
 	"strconv"
 	"sync"
@@ -44,6 +45,48 @@ func (g *concStageGuard) enter() {
 }
 
 func (g *concStageGuard) exit() { g.in.Add(-1) }
+
+// concAdders records the stages that several goroutines add to one
+// Deferred, per of them each: stage i of goroutine g calls enter(g, i) as
+// it starts and exit as it ends, and check then says whether the stages
+// overlapped, whether any ran other than once, and whether each
+// goroutine's ran in the order it added them.
+type concAdders struct {
+	guard  concStageGuard
+	per    int
+	counts []atomic.Int32
+	seen   [][]int // seen[g] is written only by g's stages, which never overlap
+}
+
+func newConcAdders(adders, per int) *concAdders {
+	return &concAdders{per: per, counts: make([]atomic.Int32, adders*per), seen: make([][]int, adders)}
+}
+
+func (a *concAdders) enter(g, i int) {
+	a.guard.enter()
+	a.counts[g*a.per+i].Add(1)
+	a.seen[g] = append(a.seen[g], i)
+}
+
+func (a *concAdders) exit() { a.guard.exit() }
+
+// check asserts the three rules, what prefixing its messages, and reports
+// whether all held.
+func (a *concAdders) check(t testing.TB, what string) bool {
+	t.Helper()
+	ok := assert.Zero(t, a.guard.overlap.Load(), "%sstages overlapped", what)
+	for k := range a.counts {
+		ok = assert.Equal(t, int32(1), a.counts[k].Load(), "%sstage %d ran %d times", what, k, a.counts[k].Load()) && ok
+	}
+	want := make([]int, a.per)
+	for i := range want {
+		want[i] = i
+	}
+	for g := range a.seen {
+		ok = assert.Equal(t, want, a.seen[g], "%sgoroutine %d's stages out of order", what, g) && ok
+	}
+	return ok
+}
 
 // concWithin runs f on a new goroutine and fails the test if it has not
 // returned within a generous deadline: a deadlock shows as a failure, not a
@@ -248,10 +291,8 @@ func TestConcStagePausesAndUnpausesFromAnotherGoroutine(t *testing.T) {
 func TestConcStress(t *testing.T) {
 	const rounds, adders, perAdder = 200, 16, 8
 	for round := range rounds {
-		var guard concStageGuard
+		stages := newConcAdders(adders, perAdder)
 		d := New[int]()
-		seen := make([][]int, adders) // seen[g] is written only by g's stages, which never overlap
-		counts := make([]atomic.Int32, adders*perAdder)
 		start := make(chan struct{})
 		var wg sync.WaitGroup
 		for g := range adders {
@@ -259,10 +300,8 @@ func TestConcStress(t *testing.T) {
 				<-start
 				for i := range perAdder {
 					d.AddCallback(func(v int) (int, error) {
-						guard.enter()
-						defer guard.exit()
-						counts[g*perAdder+i].Add(1)
-						seen[g] = append(seen[g], i)
+						stages.enter(g, i)
+						defer stages.exit()
 						return v + 1, nil
 					})
 				}
@@ -278,16 +317,8 @@ func TestConcStress(t *testing.T) {
 		close(start)
 		wg.Wait()
 
-		require.Zero(t, guard.overlap.Load(), "round %d: stages overlapped", round)
-		for k := range counts {
-			require.Equal(t, int32(1), counts[k].Load(), "round %d: stage %d ran %d times", round, k, counts[k].Load())
-		}
-		for g := range adders {
-			want := make([]int, perAdder)
-			for i := range want {
-				want[i] = i
-			}
-			require.Equal(t, want, seen[g], "round %d: goroutine %d's stages out of order", round, g)
+		if !stages.check(t, fmt.Sprintf("round %d: ", round)) {
+			t.FailNow()
 		}
 		var final int
 		d.AddCallback(func(v int) (int, error) {

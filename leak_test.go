@@ -6,7 +6,6 @@ package deferred
 import (
 	"context"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -59,31 +58,6 @@ func (c *leakCollected) waitAll(t *testing.T, want int64) {
 	assert.Equal(t, want, c.n.Load())
 }
 
-// leakWatchTimers records the timers the package starts, so a test can
-// check that Cancel stopped them.
-func leakWatchTimers(t *testing.T) (timers func() []*time.Timer) {
-	var (
-		mu  sync.Mutex
-		all []*time.Timer
-	)
-	old := afterFunc
-	afterFunc = func(d time.Duration, f func()) *time.Timer {
-		tm := time.AfterFunc(d, f)
-		mu.Lock()
-		all = append(all, tm)
-		mu.Unlock()
-		return tm
-	}
-	t.Cleanup(func() { afterFunc = old })
-	return func() []*time.Timer {
-		mu.Lock()
-		defer mu.Unlock()
-		ts := all
-		all = nil // let the timers, and the Deferreds they hold, go
-		return ts
-	}
-}
-
 // TestLeakCancelledGoEndsItsGoroutine: 10,000 Go Deferreds whose f waits
 // for its context, in batches, all cancelled. Each fails with ErrCancelled,
 // every goroutine ends (the synctest bubble would otherwise deadlock, and
@@ -125,7 +99,7 @@ func TestLeakCancelledGoEndsItsGoroutine(t *testing.T) {
 // after the hour has passed (on the bubble's fake clock), and every
 // Deferred is collected.
 func TestLeakCancelledLaterStopsItsTimer(t *testing.T) {
-	timers := leakWatchTimers(t)
+	timers := watchTimers(t).take
 	var cancelled leakCancelled
 	var collected leakCollected
 	var ran atomic.Int64

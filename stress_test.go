@@ -192,9 +192,7 @@ func stressWait(s *stress, ch <-chan struct{}, what string) bool {
 func (s *stress) fireAddPause(r *rand.Rand) {
 	const adders, per = 4, 6
 	d := New[int]()
-	var guard concStageGuard
-	counts := make([]atomic.Int32, adders*per)
-	seen := make([][]int, adders) // seen[g] is written only by g's stages, which never overlap
+	stages := newConcAdders(adders, per)
 	fail := r.IntN(2) == 0
 	withAwait := r.IntN(3) == 0
 	var err *stressErr
@@ -211,10 +209,8 @@ func (s *stress) fireAddPause(r *rand.Rand) {
 			for i := range per {
 				stressYield(rg)
 				d.AddBoth(func(v int, f *Failure) (int, error) {
-					guard.enter()
-					defer guard.exit()
-					counts[g*per+i].Add(1)
-					seen[g] = append(seen[g], i)
+					stages.enter(g, i)
+					defer stages.exit()
 					if f != nil {
 						return v, f
 					}
@@ -260,17 +256,7 @@ func (s *stress) fireAddPause(r *rand.Rand) {
 	wg.Wait()
 
 	// Nothing is paused or waited for: every stage must have run.
-	assert.Zero(s.t, guard.overlap.Load(), "stages overlapped")
-	for k := range counts {
-		assert.Equal(s.t, int32(1), counts[k].Load(), "stage %d ran %d times", k, counts[k].Load())
-	}
-	for g := range adders {
-		want := make([]int, per)
-		for i := range want {
-			want[i] = i
-		}
-		assert.Equal(s.t, want, seen[g], "goroutine %d's stages out of order", g)
-	}
+	stages.check(s.t, "")
 
 	switch {
 	case withAwait:
@@ -327,9 +313,7 @@ func (s *stress) inner(r *rand.Rand) {
 			return inner
 		})
 	}
-	var guard concStageGuard
-	counts := make([]atomic.Int32, adders*per)
-	seen := make([][]int, adders)
+	stages := newConcAdders(adders, per)
 	var adding, all sync.WaitGroup
 	start := make(chan struct{})
 	for g := range adders {
@@ -340,10 +324,8 @@ func (s *stress) inner(r *rand.Rand) {
 				stressYield(rg)
 				rs := stressRand(rg) // the stage runs on some other goroutine
 				outer.AddCallbackDeferred(func(v int) *Deferred[int] {
-					guard.enter()
-					defer guard.exit()
-					counts[g*per+i].Add(1)
-					seen[g] = append(seen[g], i)
+					stages.enter(g, i)
+					defer stages.exit()
 					if rs.IntN(3) == 0 {
 						return Succeed(v + 1)
 					}
@@ -411,17 +393,7 @@ func (s *stress) inner(r *rand.Rand) {
 	}
 	firers.Wait()
 
-	assert.Zero(s.t, guard.overlap.Load(), "stages overlapped")
-	for k := range counts {
-		assert.Equal(s.t, int32(1), counts[k].Load(), "stage %d ran %d times", k, counts[k].Load())
-	}
-	for g := range adders {
-		want := make([]int, per)
-		for i := range want {
-			want[i] = i
-		}
-		assert.Equal(s.t, want, seen[g], "goroutine %d's stages out of order", g)
-	}
+	stages.check(s.t, "")
 	assert.Panics(s.t, func() { outer.AddCallback(func(v int) (int, error) { return v, nil }) }, "handle used after ThenDeferred")
 }
 

@@ -41,27 +41,43 @@ func (o *timeOutcome[T]) get() (fired bool, v T, f *Failure) {
 	return o.fired, o.value, o.fail
 }
 
-// timeWatchTimers makes the package's timers visible to the test, to check
-// that they are stopped.
-func timeWatchTimers(t *testing.T) func() []*time.Timer {
-	var (
-		mu     sync.Mutex
-		timers []*time.Timer
-	)
+// timerLog records the timers the package starts, so that a test can
+// check that they are stopped.
+type timerLog struct {
+	mu     sync.Mutex
+	timers []*time.Timer
+}
+
+// watchTimers records the package's timers until the test ends.
+func watchTimers(t *testing.T) *timerLog {
+	l := &timerLog{}
 	old := afterFunc
 	afterFunc = func(d time.Duration, f func()) *time.Timer {
 		tm := time.AfterFunc(d, f)
-		mu.Lock()
-		timers = append(timers, tm)
-		mu.Unlock()
+		l.mu.Lock()
+		l.timers = append(l.timers, tm)
+		l.mu.Unlock()
 		return tm
 	}
 	t.Cleanup(func() { afterFunc = old })
-	return func() []*time.Timer {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]*time.Timer(nil), timers...)
-	}
+	return l
+}
+
+// all returns the timers started so far.
+func (l *timerLog) all() []*time.Timer {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]*time.Timer(nil), l.timers...)
+}
+
+// take returns the timers started so far and forgets them, so that they,
+// and the Deferreds they hold, can be collected.
+func (l *timerLog) take() []*time.Timer {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ts := l.timers
+	l.timers = nil
+	return ts
 }
 
 func TestTimeoutPendingDeferredFailsWithErrTimeout(t *testing.T) {
@@ -92,7 +108,7 @@ func TestTimeoutPendingDeferredFailsWithErrTimeout(t *testing.T) {
 
 func TestTimeoutFiringInTimeStopsTheTimer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		timers := timeWatchTimers(t)
+		timers := watchTimers(t).all
 		d := New[int]().AddTimeout(5 * time.Second)
 		require.Len(t, timers(), 1)
 
@@ -121,7 +137,7 @@ func TestTimeoutFiringInTimeStopsTheTimer(t *testing.T) {
 
 func TestTimeoutOnFiredDeferredStartsNoTimer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		timers := timeWatchTimers(t)
+		timers := watchTimers(t).all
 		d := Succeed(3).AddTimeout(time.Second)
 		assert.Empty(t, timers())
 		fired, v, f := timeCapture(d).get()
@@ -161,7 +177,7 @@ func TestTimeoutCancellerOtherFailurePasses(t *testing.T) {
 
 func TestTimeoutCancellationNotByTheTimerStaysCancelled(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		timers := timeWatchTimers(t)
+		timers := watchTimers(t).all
 		d := New[int]().AddTimeout(5 * time.Second)
 		out := timeCapture(d)
 		time.Sleep(time.Second)
@@ -205,7 +221,7 @@ func TestTimeoutRunsChainOnTimerGoroutine(t *testing.T) {
 
 func TestTimeoutZeroTimesOutAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		timers := timeWatchTimers(t)
+		timers := watchTimers(t).all
 		d := New[int]()
 		out := timeCapture(d.AddTimeout(0))
 		// No timer, no waiting: done on the calling goroutine.
@@ -230,7 +246,7 @@ func TestTimeoutNegativePanics(t *testing.T) {
 }
 
 func TestTimeoutOnHandedOverDeferredPanicsAndStartsNoTimer(t *testing.T) {
-	timers := timeWatchTimers(t)
+	timers := watchTimers(t).all
 	d := New[int]()
 	Then(d, func(v int) (string, error) { return "", nil })
 	require.PanicsWithValue(t, handedOverMessage("AddTimeout"), func() { d.AddTimeout(time.Second) })
@@ -325,7 +341,7 @@ func TestLaterErrorAndPanicBecomeFailures(t *testing.T) {
 
 func TestLaterCancelStopsTimerAndFNeverRuns(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		timers := timeWatchTimers(t)
+		timers := watchTimers(t).all
 		var calls atomic.Int32
 		d := Later(5*time.Second, func() (int, error) { calls.Add(1); return 1, nil })
 		out := timeCapture(d)
