@@ -246,7 +246,7 @@ type fanIn[T any] struct {
 	// stage that input gets; a repeated position has a nil input. Only
 	// attach changes it after init.
 	slots []slot[T]
-	s     settler[T] // the List, Gather or Race embedding this fanIn
+	c     combiner[T] // the List, Gather or Race embedding this fanIn
 	// next is nil unless an input repeats; then next[i] is the next
 	// position holding the same input as position i, or -1.
 	next      []int32
@@ -365,10 +365,10 @@ func (g *fanIn[T]) link(j, i, n int) {
 	g.next[j] = int32(i)
 }
 
-// A settler is List's, Gather's or Race's stage logic. It comes in two
+// A combiner is List's, Gather's or Race's stage logic. It comes in two
 // halves so that the firing loop can record an input's result without
 // letting go of the input's lock, which is most of the cost of an input.
-type settler[T any] interface {
+type combiner[T any] interface {
 	// record takes input i's result and returns the stage's result and
 	// whether the combined Deferred must fire now. It runs no user code
 	// and takes no lock.
@@ -385,18 +385,18 @@ type slot[T any] struct {
 	d *Deferred[T]
 }
 
-// settle runs the slot's stage on its input's result: see settler.record.
-func (s *slot[T]) settle(v T, f *Failure) (T, *Failure, bool) {
+// record runs the slot's stage on its input's result: see combiner.record.
+func (s *slot[T]) record(v T, f *Failure) (T, *Failure, bool) {
 	i := (uintptr(unsafe.Pointer(s)) - uintptr(unsafe.Pointer(unsafe.SliceData(s.g.slots)))) / unsafe.Sizeof(*s)
-	return s.g.s.record(int(i), v, f)
+	return s.g.c.record(int(i), v, f)
 }
 
 // attach adds c's stage to each distinct input, i being its first
 // position. Stages of inputs that have fired already run only once every
 // input has its stage, so that a panic on a later input leaves the earlier
 // ones as they were.
-func (g *fanIn[T]) attach(fn string, c settler[T]) {
-	g.s = c
+func (g *fanIn[T]) attach(fn string, c combiner[T]) {
+	g.c = c
 	ready := -1
 	for i := range g.slots {
 		sl := &g.slots[i]
@@ -412,8 +412,8 @@ func (g *fanIn[T]) attach(fn string, c settler[T]) {
 			panic(fmt.Sprintf("deferred: %s: input %d was handed over by Then or ThenDeferred; pass the Deferred that Then returned", fn, i))
 		}
 		sl.g = g
-		d.push(slotStage(sl))
-		if ready < 0 && d.called && d.runnable() {
+		d.pushLocked(stage[T]{p: unsafe.Pointer(sl), k: kindFanIn})
+		if ready < 0 && d.runnableLocked() {
 			ready = i
 		}
 		d.mu.Unlock()
@@ -429,7 +429,7 @@ func (g *fanIn[T]) run(from, to int) {
 	}
 	for i := from; i < to; i++ {
 		if d := g.slots[i].d; d != nil {
-			drive(d)
+			drive(d, nil)
 		}
 	}
 }

@@ -40,9 +40,17 @@ func reportUnhandled(f *Failure) {
 	defaultUnhandled(f)
 }
 
-// armCleanup arranges for d's current failure to be reported if d becomes
-// unreachable still holding it. d.mu is held (or d is not shared yet).
-func (d *Deferred[T]) armCleanup() {
-	d.ext().cleanup = runtime.AddCleanup(d, reportUnhandled, d.failure)
-	d.cleanupArmed = true
+// armCleanupLocked arranges for d's current failure to be reported if d
+// becomes unreachable still holding it. (d.mu is held, or d is not shared
+// yet.)
+func (d *Deferred[T]) armCleanupLocked() {
+	d.extLocked().cleanup = runtime.AddCleanup(d, reportUnhandled, d.failure)
+	d.set(cleanupArmed, true)
+}
+
+// disarmCleanupLocked undoes armCleanupLocked: a stage is about to see the
+// failure, or it has moved elsewhere.
+func (d *Deferred[T]) disarmCleanupLocked() {
+	d.set(cleanupArmed, false)
+	d.x.cleanup.Stop()
 }

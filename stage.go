@@ -1,0 +1,375 @@
+package deferred
+
+// This file owns the stages: how each kind is encoded, how stages are
+// queued on a Deferred, the consumer's methods that add them, and how one
+// stage is called.
+
+import "unsafe"
+
+// stage is one callback/errback pair: a pointer-shaped value and a kind
+// that says what the pointer is.
+//
+//	kind                      p                  made by
+//	kindCallback, kindErrback func(T) (T, error)… AddCallback, AddErrback
+//	kindBoth                  func(T, *Failure)…  AddBoth
+//	kindPair                  *pairStage[T]       AddCallbacks
+//	kindCallbackDeferred, …   func(T) *Deferred…  the …Deferred variants
+//	kindFanIn                 *slot[T]            List, Gather, Race
+//	kindChain                 *Deferred[T]        Chain
+//	kindThen                  *thenTarget[T]      Then, ThenDeferred; always last
+//	kindWaiter                *Deferred[T]        the Deferred waiting for d (nest.go)
+//
+// Func values are one pointer, so every kind fits in p without boxing, and
+// a Deferred keeps its first stages as three pointers and three kind bytes.
+// The kind keeps stages apart even where the signatures would not (a
+// Deferred[*Failure]'s callback has an errback's signature), and switching
+// on a byte is cheaper than a type switch over generic types. T is not
+// stored: it ties a stage to the Deferred[T] it may be added to.
+type stage[T any] struct {
+	p unsafe.Pointer
+	k stageKind
+}
+
+// stageKind says what a stage's pointer is.
+type stageKind uint8
+
+const (
+	kindNone stageKind = iota
+	// The kinds that run user code: the runner calls them in batches,
+	// without the lock (runBatchLocked).
+	kindCallback
+	kindErrback
+	kindBoth
+	kindPair
+	kindCallbackDeferred
+	kindErrbackDeferred
+	// The kinds the runner's loop handles itself when they reach the head
+	// of the queue (runAndUnlock).
+	kindFanIn
+	kindChain
+	kindThen
+	kindWaiter
+)
+
+// plain reports whether a stage of kind k returns a result, never a
+// Deferred.
+func (k stageKind) plain() bool { return k <= kindPair }
+
+// funcPtr returns the pointer that the func value f is.
+func funcPtr[F any](f F) unsafe.Pointer { return *(*unsafe.Pointer)(unsafe.Pointer(&f)) }
+
+// ptrFunc turns a pointer from funcPtr back into its func type.
+func ptrFunc[F any](p unsafe.Pointer) F { return *(*F)(unsafe.Pointer(&p)) }
+
+type (
+	callbackFn[T any]         = func(T) (T, error)
+	errbackFn[T any]          = func(*Failure) (T, error)
+	bothFn[T any]             = func(T, *Failure) (T, error)
+	callbackDeferredFn[T any] = func(T) *Deferred[T]
+	errbackDeferredFn[T any]  = func(*Failure) *Deferred[T]
+)
+
+// pairStage is AddCallbacks' stage: the one case with two functions.
+type pairStage[T any] struct {
+	cb callbackFn[T]
+	eb errbackFn[T]
+}
+
+func callbackStage[T any](f callbackFn[T]) stage[T] {
+	return stage[T]{p: funcPtr(f), k: kindCallback}
+}
+
+func bothStage[T any](f bothFn[T]) stage[T] { return stage[T]{p: funcPtr(f), k: kindBoth} }
+
+func callbackDeferredStage[T any](f callbackDeferredFn[T]) stage[T] {
+	return stage[T]{p: funcPtr(f), k: kindCallbackDeferred}
+}
+
+// inlineStages is how many stages a Deferred holds without allocating.
+const inlineStages = 3
+
+// pushLocked queues st.
+func (d *Deferred[T]) pushLocked(st stage[T]) {
+	if d.n < inlineStages {
+		d.inline[d.n], d.kinds[d.n] = st.p, st.k
+	} else {
+		if d.x == nil {
+			b := new(extraWithBlock[T])
+			b.spill = b.block[:0]
+			d.x = &b.extra
+		}
+		d.x.spill = append(d.x.spill, st)
+	}
+	d.n++
+}
+
+// stageLocked returns the queued stage at index i.
+func (d *Deferred[T]) stageLocked(i int32) stage[T] {
+	if i < inlineStages {
+		return stage[T]{p: d.inline[i], k: d.kinds[i]}
+	}
+	return d.x.spill[i-inlineStages]
+}
+
+// popLocked removes the stage at the head of the queue, which the runner
+// has taken.
+func (d *Deferred[T]) popLocked() {
+	if d.head < inlineStages {
+		d.inline[d.head] = nil
+	} else {
+		d.x.spill[d.head-inlineStages] = stage[T]{}
+	}
+	d.head++
+	d.resetIfEmptyLocked()
+}
+
+// resetIfEmptyLocked starts the queue afresh once every stage has run, and
+// lets go of a spill that outgrew its first block: a Deferred kept after
+// firing keeps no more than it needs.
+func (d *Deferred[T]) resetIfEmptyLocked() {
+	if d.head != d.n {
+		return
+	}
+	d.head, d.n = 0, 0
+	if d.x != nil {
+		if cap(d.x.spill) > spillBlock {
+			d.x.spill = nil
+		} else {
+			d.x.spill = d.x.spill[:0]
+		}
+	}
+}
+
+// queued reports whether a stage with pointer p is still in d's queue. A
+// stage the runner has taken but not finished may read either way; d has
+// fired and waits for nothing then, so a Cancel prompted by the answer is
+// a no-op.
+func (d *Deferred[T]) queued(p unsafe.Pointer) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i := d.head; i < d.n; i++ {
+		if d.stageLocked(i).p == p {
+			return true
+		}
+	}
+	return false
+}
+
+// AddCallbacks adds a stage of two halves: cb runs if the chain holds a
+// value at this point, eb if it holds a failure. They form one level: eb
+// never sees an error returned by cb; the next errback does. AddCallbacks
+// returns d. It panics if cb or eb is nil, or if d's chain was handed over
+// by Then or ThenDeferred.
+func (d *Deferred[T]) AddCallbacks(cb func(T) (T, error), eb func(*Failure) (T, error)) *Deferred[T] {
+	if cb == nil || eb == nil {
+		panic("deferred: AddCallbacks called with a nil function")
+	}
+	return d.add(stage[T]{p: unsafe.Pointer(&pairStage[T]{cb: cb, eb: eb}), k: kindPair}, "AddCallbacks")
+}
+
+// AddCallback adds a callback: cb gets the value, and its (v, nil) passes v
+// on while its (_, err) fails the chain from here. A failure passes cb by.
+// AddCallback returns d. It panics if cb is nil, or if d's chain was handed
+// over by Then or ThenDeferred.
+func (d *Deferred[T]) AddCallback(cb func(T) (T, error)) *Deferred[T] {
+	if cb == nil {
+		panic("deferred: AddCallback called with a nil function")
+	}
+	return d.add(callbackStage(cb), "AddCallback")
+}
+
+// AddErrback adds an errback: eb gets the failure, and its (v, nil)
+// recovers with v while its (_, err) keeps failing with err (return the
+// Failure itself to pass it on unchanged). A value passes eb by. AddErrback
+// returns d. It panics if eb is nil, or if d's chain was handed over by
+// Then or ThenDeferred.
+func (d *Deferred[T]) AddErrback(eb func(*Failure) (T, error)) *Deferred[T] {
+	if eb == nil {
+		panic("deferred: AddErrback called with a nil function")
+	}
+	return d.add(stage[T]{p: funcPtr(eb), k: kindErrback}, "AddErrback")
+}
+
+// AddBoth adds f as both callback and errback: it gets the value and a nil
+// *Failure, or the zero value and the failure. Returning that nil *Failure
+// as the error counts as success, so `return v, f` passes any result on.
+// AddBoth returns d. It panics if f is nil, or if d's chain was handed over
+// by Then or ThenDeferred.
+func (d *Deferred[T]) AddBoth(f func(T, *Failure) (T, error)) *Deferred[T] {
+	if f == nil {
+		panic("deferred: AddBoth called with a nil function")
+	}
+	return d.add(bothStage(f), "AddBoth")
+}
+
+// AddCallbackDeferred adds a callback that returns a Deferred: the chain
+// waits for it and goes on with its result, value or failure. A returned
+// Deferred the chain cannot wait for — nil, d itself, one whose chain Then
+// handed over, one another Deferred already waits for, or one that waits
+// for d — fails the chain with an error matching ErrInvalidReturn.
+// AddCallbackDeferred returns d. It panics if cb is nil, or if d's chain
+// was handed over by Then or ThenDeferred.
+func (d *Deferred[T]) AddCallbackDeferred(cb func(T) *Deferred[T]) *Deferred[T] {
+	if cb == nil {
+		panic("deferred: AddCallbackDeferred called with a nil function")
+	}
+	return d.add(callbackDeferredStage(cb), "AddCallbackDeferred")
+}
+
+// AddErrbackDeferred adds an errback that returns a Deferred: the chain
+// waits for it and goes on with its result, value or failure. A returned
+// Deferred the chain cannot wait for fails the chain with an error matching
+// ErrInvalidReturn, as for AddCallbackDeferred. AddErrbackDeferred returns
+// d. It panics if eb is nil, or if d's chain was handed over by Then or
+// ThenDeferred.
+func (d *Deferred[T]) AddErrbackDeferred(eb func(*Failure) *Deferred[T]) *Deferred[T] {
+	if eb == nil {
+		panic("deferred: AddErrbackDeferred called with a nil function")
+	}
+	return d.add(stage[T]{p: funcPtr(eb), k: kindErrbackDeferred}, "AddErrbackDeferred")
+}
+
+// add queues st and, if d has fired and nobody is running its chain, runs
+// the chain on this goroutine.
+func (d *Deferred[T]) add(st stage[T], method string) *Deferred[T] {
+	if d == nil {
+		panicNilReceiver(method)
+	}
+	d.mu.Lock()
+	if d.is(handedOver) {
+		d.mu.Unlock()
+		panic(handedOverMessage(method))
+	}
+	if d.flags&(called|running|cleanupArmed) == called && st.k.plain() && d.head == d.n &&
+		d.aux == nil && d.paused.Load() == 0 {
+		// The one shortcut past the queue: a plain stage added to a fired,
+		// idle Deferred runs at once. Queuing it and running a batch of one
+		// costs 1.4× as much (BenchmarkAddToFired).
+		d.set(running, true)
+		v, f := d.value, d.failure
+		d.mu.Unlock()
+		v, f = runPlainStage(st, v, f)
+		d.mu.Lock()
+		d.value, d.failure = v, f
+		if next, back := d.runAndUnlock(); next != nil || back != nil {
+			drive(next, back)
+		}
+		return d
+	}
+	d.pushLocked(st)
+	if !d.is(called) { // the common case: nothing to run yet
+		d.mu.Unlock()
+		return d
+	}
+	d.runAndUnlockIfIdle()
+	return d
+}
+
+func handedOverMessage(method string) string {
+	return "deferred: " + method + " on a Deferred whose chain was handed over by Then or ThenDeferred; use the Deferred that Then returned"
+}
+
+// callStage calls the user function of a stage of a kind up to
+// kindErrbackDeferred on the result (v, f), and returns the new result, or
+// the Deferred the stage returned, which the chain must wait for. It does
+// not recover panics: its callers do.
+func callStage[T any](st stage[T], v T, f *Failure) (rv T, rf *Failure, inner *Deferred[T]) {
+	var err error
+	switch st.k {
+	case kindCallback:
+		if f != nil {
+			return v, f, nil
+		}
+		rv, err = ptrFunc[callbackFn[T]](st.p)(v)
+	case kindErrback:
+		if f == nil {
+			return v, nil, nil
+		}
+		rv, err = ptrFunc[errbackFn[T]](st.p)(f)
+	case kindBoth:
+		rv, err = ptrFunc[bothFn[T]](st.p)(v, f)
+	case kindPair:
+		ps := (*pairStage[T])(st.p)
+		if f == nil {
+			rv, err = ps.cb(v)
+		} else {
+			rv, err = ps.eb(f)
+		}
+	case kindCallbackDeferred:
+		if f != nil {
+			return v, f, nil
+		}
+		if inner = ptrFunc[callbackDeferredFn[T]](st.p)(v); inner == nil {
+			err = errNilDeferred
+		}
+	default: // kindErrbackDeferred
+		if f == nil {
+			return v, nil, nil
+		}
+		if inner = ptrFunc[errbackDeferredFn[T]](st.p)(f); inner == nil {
+			err = errNilDeferred
+		}
+	}
+	if err != nil {
+		rv, rf = stageFailed[T](rv, err)
+		if rf != nil {
+			inner = nil
+		}
+		return rv, rf, inner
+	}
+	return rv, nil, inner
+}
+
+// runStage is callStage with a panic in the stage turned into the new
+// result's Failure.
+func runStage[T any](st stage[T], v T, f *Failure) (rv T, rf *Failure, inner *Deferred[T]) {
+	defer func() {
+		if p := recover(); p != nil {
+			rv, rf, inner = zeroOf[T](), panicFailure(p), nil
+		}
+	}()
+	return callStage(st, v, f)
+}
+
+// runPlainStage is runStage for a stage of a plain kind, with the
+// common case called directly and recover called only after a panic.
+func runPlainStage[T any](st stage[T], v T, f *Failure) (rv T, rf *Failure) {
+	returned := false
+	defer func() {
+		if !returned {
+			if p := recover(); p != nil {
+				rv, rf = zeroOf[T](), panicFailure(p)
+			}
+		}
+	}()
+	if st.k == kindCallback && f == nil {
+		nv, err := ptrFunc[callbackFn[T]](st.p)(v)
+		if err != nil {
+			rv, rf = stageFailed[T](nv, err)
+		} else {
+			rv = nv
+		}
+	} else {
+		rv, rf, _ = callStage(st, v, f)
+	}
+	returned = true
+	return rv, rf
+}
+
+// stageFailed is the result of a stage that returned (v, err) with a non-nil
+// err: the zero value and err's Failure, or, for a typed nil *Failure (the
+// natural pass-through of AddBoth on success), v and no failure.
+func stageFailed[T any](v T, err error) (T, *Failure) {
+	if f, ok := err.(*Failure); ok {
+		if f == nil {
+			return v, nil
+		}
+		return zeroOf[T](), f // an errback passing its Failure on, most often
+	}
+	return zeroOf[T](), failureOf(err)
+}
+
+// call calls f, turning a panic into a Failure.
+func call[T any](f func() (T, error)) (v T, fl *Failure) {
+	return runPlainStage(callbackStage(func(T) (T, error) { return f() }), v, nil)
+}
