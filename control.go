@@ -68,7 +68,7 @@ func (d *Deferred[T]) Cancel() {
 
 	var f *Failure
 	if c != nil {
-		f = runCanceller(c, d)
+		f = callCanceller(c, d)
 	}
 	d.mu.Lock()
 	if d.is(called) {
@@ -87,7 +87,7 @@ func (d *Deferred[T]) Cancel() {
 	d.runAndUnlockIfIdle()
 }
 
-func runCanceller[T any](c func(*Deferred[T]), d *Deferred[T]) (f *Failure) {
+func callCanceller[T any](c func(*Deferred[T]), d *Deferred[T]) (f *Failure) {
 	defer func() {
 		if p := recover(); p != nil {
 			f = panicFailure(p)

@@ -199,7 +199,7 @@ func Maybe[T any](f func() (T, error)) *Deferred[T] {
 		panic("deferred: Maybe called with a nil function")
 	}
 	d := New[T]()
-	v, fl := call(f)
+	v, fl := callRecovering(f)
 	d.flags, d.value, d.failure = called, v, fl
 	if fl != nil {
 		d.armCleanupLocked()

@@ -42,7 +42,7 @@ func Go[T any](ctx context.Context, f func(context.Context) (T, error)) *Deferre
 
 // callContext calls f, turning a panic into a Failure.
 func callContext[T any](ctx context.Context, f func(context.Context) (T, error)) (T, *Failure) {
-	return call(func() (T, error) { return f(ctx) })
+	return callRecovering(func() (T, error) { return f(ctx) })
 }
 
 // settleResult fires d with f's result. If a Cancel got there first, d

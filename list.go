@@ -408,7 +408,7 @@ func (g *fanIn[T]) attach(fn string, c combiner[T]) {
 		if d.is(handedOver) {
 			d.mu.Unlock()
 			g.abandoned.Store(true)
-			g.run(ready, i)
+			g.startInputs(ready, i)
 			panic(fmt.Sprintf("deferred: %s: input %d was handed over by Then or ThenDeferred; pass the Deferred that Then returned", fn, i))
 		}
 		sl.g = g
@@ -418,12 +418,12 @@ func (g *fanIn[T]) attach(fn string, c combiner[T]) {
 		}
 		d.mu.Unlock()
 	}
-	g.run(ready, len(g.slots))
+	g.startInputs(ready, len(g.slots))
 }
 
-// run drives the inputs at positions from..to-1 that may have stages to
+// startInputs drives the inputs at positions from..to-1 that may have stages to
 // run; from < 0 means none.
-func (g *fanIn[T]) run(from, to int) {
+func (g *fanIn[T]) startInputs(from, to int) {
 	if from < 0 {
 		return
 	}

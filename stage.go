@@ -248,7 +248,7 @@ func (d *Deferred[T]) add(st stage[T], method string) *Deferred[T] {
 		d.set(running, true)
 		v, f := d.value, d.failure
 		d.mu.Unlock()
-		v, f = runPlainStage(st, v, f)
+		v, f = callPlainRecovering(st, v, f)
 		d.mu.Lock()
 		d.value, d.failure = v, f
 		if next, back := d.runAndUnlock(); next != nil || back != nil {
@@ -320,9 +320,9 @@ func callStage[T any](st stage[T], v T, f *Failure) (rv T, rf *Failure, inner *D
 	return rv, nil, inner
 }
 
-// runStage is callStage with a panic in the stage turned into the new
-// result's Failure.
-func runStage[T any](st stage[T], v T, f *Failure) (rv T, rf *Failure, inner *Deferred[T]) {
+// callStageRecovering is callStage with a panic in the stage turned into
+// the new result's Failure.
+func callStageRecovering[T any](st stage[T], v T, f *Failure) (rv T, rf *Failure, inner *Deferred[T]) {
 	defer func() {
 		if p := recover(); p != nil {
 			rv, rf, inner = zeroOf[T](), panicFailure(p), nil
@@ -331,9 +331,10 @@ func runStage[T any](st stage[T], v T, f *Failure) (rv T, rf *Failure, inner *De
 	return callStage(st, v, f)
 }
 
-// runPlainStage is runStage for a stage of a plain kind, with the
-// common case called directly and recover called only after a panic.
-func runPlainStage[T any](st stage[T], v T, f *Failure) (rv T, rf *Failure) {
+// callPlainRecovering is callStageRecovering for a stage of a plain kind,
+// with the common case called directly and recover called only after a
+// panic.
+func callPlainRecovering[T any](st stage[T], v T, f *Failure) (rv T, rf *Failure) {
 	returned := false
 	defer func() {
 		if !returned {
@@ -369,7 +370,7 @@ func stageFailed[T any](v T, err error) (T, *Failure) {
 	return zeroOf[T](), failureOf(err)
 }
 
-// call calls f, turning a panic into a Failure.
-func call[T any](f func() (T, error)) (v T, fl *Failure) {
-	return runPlainStage(callbackStage(func(T) (T, error) { return f() }), v, nil)
+// callRecovering calls f, turning a panic into a Failure.
+func callRecovering[T any](f func() (T, error)) (v T, fl *Failure) {
+	return callPlainRecovering(callbackStage(func(T) (T, error) { return f() }), v, nil)
 }

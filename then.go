@@ -89,7 +89,7 @@ func (l *thenLink[T, U]) takeOver(v T, f *Failure) node {
 	if f != nil {
 		return l.u.fireOrReport(zeroOf[U](), f)
 	}
-	rv, rf := call(func() (U, error) { return cb(v) })
+	rv, rf := callRecovering(func() (U, error) { return cb(v) })
 	return l.u.fireOrReport(rv, rf)
 }
 
@@ -105,7 +105,7 @@ func (l *thenDeferredLink[T, U]) takeOver(v T, f *Failure) node {
 	if f != nil {
 		return l.u.fireOrReport(zeroOf[U](), f)
 	}
-	_, rf, inner := runStage(callbackDeferredStage(func(U) *Deferred[U] { return cb(v) }), zeroOf[U](), nil)
+	_, rf, inner := callStageRecovering(callbackDeferredStage(func(U) *Deferred[U] { return cb(v) }), zeroOf[U](), nil)
 	if rf != nil {
 		return l.u.fireOrReport(zeroOf[U](), rf)
 	}
