@@ -101,7 +101,7 @@ func TestAwaitConsumesResult(t *testing.T) {
 			d = Fail[int](errors.New("x"))
 		}
 		_, _ = d.Await(context.Background())
-		fired, v, f := timeCapture(d).get()
+		fired, v, f := Capture(d).Get()
 		require.True(t, fired)
 		assert.Nil(t, f, "the chain still holds the failure after Await")
 		assert.Zero(t, v, "the chain still holds the value after Await")
@@ -140,7 +140,7 @@ func TestAwaitContextEndCancelsDeferred(t *testing.T) {
 		assert.Zero(t, v)
 		assert.Equal(t, context.DeadlineExceeded, err, "Await returns ctx.Err() itself")
 		assert.Equal(t, int32(1), cancels.Load())
-		fired, _, f := timeCapture(d).get()
+		fired, _, f := Capture(d).Get()
 		require.True(t, fired)
 		assert.Nil(t, f, "Await left the cancellation's failure in the chain")
 	})
@@ -157,7 +157,7 @@ func TestAwaitContextEndDoesNotWaitForPausedChain(t *testing.T) {
 
 	// The stage Await added still takes the result once the chain goes on.
 	d.Unpause()
-	fired, v, f := timeCapture(d).get()
+	fired, v, f := Capture(d).Get()
 	require.True(t, fired)
 	assert.Nil(t, f)
 	assert.Zero(t, v)

@@ -27,25 +27,6 @@ var (
 	errCoreBoom = errors.New("core test panic error")
 )
 
-// coreResult adds a last stage that records d's result and handles it (so
-// no failure is left for the unhandled-failure handler), and returns it. It
-// fails the test if the chain has not reached that stage when AddBoth
-// returns.
-func coreResult[T any](t *testing.T, d *Deferred[T]) (T, *Failure) {
-	t.Helper()
-	var (
-		v   T
-		f   *Failure
-		ran bool
-	)
-	d.AddBoth(func(x T, fl *Failure) (T, error) {
-		v, f, ran = x, fl, true
-		return x, nil
-	})
-	require.True(t, ran, "the chain did not reach its end: %v", d)
-	return v, f
-}
-
 // coreNextLine returns "file:line" of the line after its call site: the
 // panic site in the stage literals below.
 func coreNextLine() string {
@@ -81,7 +62,7 @@ func TestCoreStagesRunInOrderAndFeedEachOther(t *testing.T) {
 
 	require.NoError(t, d.Callback(1))
 	assert.Equal(t, []int{1, 2, 20}, seen)
-	v, f := coreResult(t, d)
+	v, f := Capture(d).Now(t)
 	assert.Nil(t, f)
 	assert.Equal(t, 17, v)
 }
@@ -106,7 +87,7 @@ func TestCoreErrorSkipsToNextErrbackAndErrbackRecovers(t *testing.T) {
 
 	require.NoError(t, d.Callback(1))
 	assert.Equal(t, []string{"cb1", "both", "eb1", "cb3:42"}, trail)
-	v, f := coreResult(t, d)
+	v, f := Capture(d).Now(t)
 	assert.Nil(t, f)
 	assert.Equal(t, 43, v)
 }
@@ -115,7 +96,7 @@ func TestCoreErrbackErrorKeepsFailing(t *testing.T) {
 	d := New[int]()
 	d.AddErrback(func(f *Failure) (int, error) { return 0, errCoreB })
 	require.NoError(t, d.Errback(errCoreA))
-	_, f := coreResult(t, d)
+	_, f := Capture(d).Now(t)
 	require.NotNil(t, f)
 	assert.ErrorIs(t, f, errCoreB)
 	assert.NotErrorIs(t, f, errCoreA)
@@ -136,7 +117,7 @@ func TestCoreAddCallbacksIsOneLevel(t *testing.T) {
 		})
 		require.NoError(t, d.Callback(1))
 		assert.Equal(t, []string{"cb", "next-eb"}, trail)
-		_, f := coreResult(t, d)
+		_, f := Capture(d).Now(t)
 		assert.ErrorIs(t, f, errCoreA)
 	})
 	t.Run("failure runs eb, not cb", func(t *testing.T) {
@@ -152,7 +133,7 @@ func TestCoreAddCallbacksIsOneLevel(t *testing.T) {
 		)
 		require.NoError(t, d.Errback(errCoreA))
 		assert.Equal(t, []string{"eb"}, trail)
-		v, f := coreResult(t, d)
+		v, f := Capture(d).Now(t)
 		assert.Nil(t, f)
 		assert.Equal(t, 5, v)
 	})
@@ -168,7 +149,7 @@ func TestCoreAddBoth(t *testing.T) {
 		})
 		assert.Equal(t, 7, gotV)
 		assert.Nil(t, gotF)
-		v, f := coreResult(t, d)
+		v, f := Capture(d).Now(t)
 		assert.Nil(t, f)
 		assert.Equal(t, 14, v)
 	})
@@ -184,7 +165,7 @@ func TestCoreAddBoth(t *testing.T) {
 		assert.Equal(t, 0, gotV)
 		require.NotNil(t, gotF)
 		assert.ErrorIs(t, gotF, errCoreA)
-		v, f := coreResult(t, src)
+		v, f := Capture(src).Now(t)
 		assert.Nil(t, f)
 		assert.Equal(t, 3, v)
 	})
@@ -201,7 +182,7 @@ func TestCoreErrbackPassingFailureKeepsPointer(t *testing.T) {
 	for i, f := range seen {
 		assert.Same(t, orig, f, "errback %d", i)
 	}
-	_, f := coreResult(t, d)
+	_, f := Capture(d).Now(t)
 	assert.Same(t, orig, f)
 }
 
@@ -224,7 +205,7 @@ func TestCoreStagesRunOnFiringOrAddingGoroutine(t *testing.T) {
 	ranOn = ""
 	d.AddCallback(func(v int) (int, error) { ranOn = coreGoroutineID(); return v + 1, nil })
 	assert.Equal(t, coreGoroutineID(), ranOn, "a stage added after firing runs on the adding goroutine")
-	v, f := coreResult(t, d)
+	v, f := Capture(d).Now(t)
 	assert.Nil(t, f)
 	assert.Equal(t, 2, v)
 }
@@ -247,7 +228,7 @@ func TestCorePanicInStageBecomesFailure(t *testing.T) {
 				panic(p)
 			})
 			require.NotPanics(t, func() { assert.NoError(t, d.Callback(1)) })
-			_, f := coreResult(t, d)
+			_, f := Capture(d).Now(t)
 			return f, site
 		}},
 		{"AddCallback added after firing", func(t *testing.T, p any) (*Failure, string) {
@@ -259,7 +240,7 @@ func TestCorePanicInStageBecomesFailure(t *testing.T) {
 					panic(p)
 				})
 			})
-			_, f := coreResult(t, d)
+			_, f := Capture(d).Now(t)
 			return f, site
 		}},
 		{"AddErrback", func(t *testing.T, p any) (*Failure, string) {
@@ -268,7 +249,7 @@ func TestCorePanicInStageBecomesFailure(t *testing.T) {
 				site = coreNextLine()
 				panic(p)
 			})
-			_, f := coreResult(t, d)
+			_, f := Capture(d).Now(t)
 			return f, site
 		}},
 		{"AddBoth on success", func(t *testing.T, p any) (*Failure, string) {
@@ -277,7 +258,7 @@ func TestCorePanicInStageBecomesFailure(t *testing.T) {
 				site = coreNextLine()
 				panic(p)
 			})
-			_, f := coreResult(t, d)
+			_, f := Capture(d).Now(t)
 			return f, site
 		}},
 		{"AddBoth on failure", func(t *testing.T, p any) (*Failure, string) {
@@ -286,7 +267,7 @@ func TestCorePanicInStageBecomesFailure(t *testing.T) {
 				site = coreNextLine()
 				panic(p)
 			})
-			_, f := coreResult(t, d)
+			_, f := Capture(d).Now(t)
 			return f, site
 		}},
 		{"AddCallbacks callback", func(t *testing.T, p any) (*Failure, string) {
@@ -295,7 +276,7 @@ func TestCorePanicInStageBecomesFailure(t *testing.T) {
 				site = coreNextLine()
 				panic(p)
 			}, func(f *Failure) (int, error) { return 0, f })
-			_, f := coreResult(t, d)
+			_, f := Capture(d).Now(t)
 			return f, site
 		}},
 		{"AddCallbacks errback", func(t *testing.T, p any) (*Failure, string) {
@@ -305,7 +286,7 @@ func TestCorePanicInStageBecomesFailure(t *testing.T) {
 					site = coreNextLine()
 					panic(p)
 				})
-			_, f := coreResult(t, d)
+			_, f := Capture(d).Now(t)
 			return f, site
 		}},
 		{"AddCallbackDeferred", func(t *testing.T, p any) (*Failure, string) {
@@ -314,7 +295,7 @@ func TestCorePanicInStageBecomesFailure(t *testing.T) {
 				site = coreNextLine()
 				panic(p)
 			})
-			_, f := coreResult(t, d)
+			_, f := Capture(d).Now(t)
 			return f, site
 		}},
 		{"AddErrbackDeferred", func(t *testing.T, p any) (*Failure, string) {
@@ -323,7 +304,7 @@ func TestCorePanicInStageBecomesFailure(t *testing.T) {
 				site = coreNextLine()
 				panic(p)
 			})
-			_, f := coreResult(t, d)
+			_, f := Capture(d).Now(t)
 			return f, site
 		}},
 		{"Then", func(t *testing.T, p any) (*Failure, string) {
@@ -334,7 +315,7 @@ func TestCorePanicInStageBecomesFailure(t *testing.T) {
 				panic(p)
 			})
 			require.NotPanics(t, func() { assert.NoError(t, src.Callback(1)) })
-			_, f := coreResult(t, u)
+			_, f := Capture(u).Now(t)
 			return f, site
 		}},
 		{"ThenDeferred", func(t *testing.T, p any) (*Failure, string) {
@@ -343,7 +324,7 @@ func TestCorePanicInStageBecomesFailure(t *testing.T) {
 				site = coreNextLine()
 				panic(p)
 			})
-			_, f := coreResult(t, u)
+			_, f := Capture(u).Now(t)
 			return f, site
 		}},
 		{"Maybe", func(t *testing.T, p any) (*Failure, string) {
@@ -355,7 +336,7 @@ func TestCorePanicInStageBecomesFailure(t *testing.T) {
 					panic(p)
 				})
 			})
-			_, f := coreResult(t, d)
+			_, f := Capture(d).Now(t)
 			return f, site
 		}},
 	}
@@ -391,7 +372,7 @@ func TestCoreRuntimePanicInStageBecomesFailure(t *testing.T) {
 		site = coreNextLine()
 		return nums[i], nil // index out of range
 	})
-	_, f := coreResult(t, d)
+	_, f := Capture(d).Now(t)
 	require.NotNil(t, f)
 	pv, ok := f.PanicValue()
 	require.True(t, ok)
@@ -404,7 +385,7 @@ func TestCoreRuntimePanicInStageBecomesFailure(t *testing.T) {
 }
 
 func TestCoreFailureFromErrorIsNotPanic(t *testing.T) {
-	_, f := coreResult(t, Fail[int](errCoreA))
+	_, f := Capture(Fail[int](errCoreA)).Now(t)
 	require.NotNil(t, f)
 	pv, ok := f.PanicValue()
 	assert.False(t, ok)
@@ -427,7 +408,7 @@ func TestCoreCallbackDeferredWaitsForInner(t *testing.T) {
 
 	require.NoError(t, inner.Callback(10))
 	assert.Equal(t, []int{1, 110}, seen)
-	v, f := coreResult(t, d)
+	v, f := Capture(d).Now(t)
 	assert.Nil(t, f)
 	assert.Equal(t, 220, v)
 }
@@ -445,7 +426,7 @@ func TestCoreCallbackDeferredInnerFailure(t *testing.T) {
 	require.NoError(t, inner.Errback(orig))
 	assert.False(t, cbRan)
 	assert.Same(t, orig, got, "the outer errback gets the inner failure itself")
-	_, f := coreResult(t, d)
+	_, f := Capture(d).Now(t)
 	assert.ErrorIs(t, f, errCoreA)
 }
 
@@ -462,7 +443,7 @@ func TestCoreErrbackDeferred(t *testing.T) {
 		assert.Equal(t, -1, after, "the chain must wait for the inner Deferred")
 		require.NoError(t, inner.Callback(7))
 		assert.Equal(t, 7, after)
-		v, f := coreResult(t, d)
+		v, f := Capture(d).Now(t)
 		assert.Nil(t, f)
 		assert.Equal(t, 7, v)
 	})
@@ -470,13 +451,13 @@ func TestCoreErrbackDeferred(t *testing.T) {
 		inner := New[int]()
 		d := Fail[int](errCoreA).AddErrbackDeferred(func(*Failure) *Deferred[int] { return inner })
 		require.NoError(t, inner.Errback(errCoreB))
-		_, f := coreResult(t, d)
+		_, f := Capture(d).Now(t)
 		assert.ErrorIs(t, f, errCoreB)
 	})
 	t.Run("skipped on success", func(t *testing.T) {
 		ran := false
 		d := Succeed(4).AddErrbackDeferred(func(*Failure) *Deferred[int] { ran = true; return Succeed(0) })
-		v, f := coreResult(t, d)
+		v, f := Capture(d).Now(t)
 		assert.False(t, ran)
 		assert.Nil(t, f)
 		assert.Equal(t, 4, v)
@@ -518,7 +499,7 @@ func TestCoreMillionNestedDeferreds(t *testing.T) {
 	require.NoError(t, cur.Callback(42)) // the innermost fires last
 	require.True(t, reached)
 	assert.Equal(t, 42, got)
-	v, f := coreResult(t, outer)
+	v, f := Capture(outer).Now(t)
 	assert.Nil(t, f)
 	assert.Equal(t, 42, v)
 }
@@ -536,7 +517,7 @@ func TestCoreMillionStagesReturningFiredDeferreds(t *testing.T) {
 		d.AddCallbackDeferred(step)
 	}
 	require.NoError(t, d.Callback(0))
-	v, f := coreResult(t, d)
+	v, f := Capture(d).Now(t)
 	assert.Nil(t, f)
 	assert.Equal(t, n, v)
 }
@@ -547,7 +528,7 @@ func TestCoreStageReturningNilDeferredFails(t *testing.T) {
 		d := Succeed(1).
 			AddCallbackDeferred(func(int) *Deferred[int] { return nil }).
 			AddCallback(func(v int) (int, error) { cbRan = true; return v, nil })
-		_, f := coreResult(t, d)
+		_, f := Capture(d).Now(t)
 		assert.False(t, cbRan)
 		require.NotNil(t, f)
 		assert.True(t, strings.HasPrefix(f.Error(), "deferred: "), f.Error())
@@ -555,7 +536,7 @@ func TestCoreStageReturningNilDeferredFails(t *testing.T) {
 	})
 	t.Run("AddErrbackDeferred", func(t *testing.T) {
 		d := Fail[int](errCoreA).AddErrbackDeferred(func(*Failure) *Deferred[int] { return nil })
-		_, f := coreResult(t, d)
+		_, f := Capture(d).Now(t)
 		require.NotNil(t, f)
 		assert.True(t, strings.HasPrefix(f.Error(), "deferred: "), f.Error())
 		assert.Contains(t, f.Error(), "nil *Deferred")
@@ -570,7 +551,7 @@ func TestCoreStageReturningOwnDeferredFails(t *testing.T) {
 		d := New[int]()
 		d.AddCallbackDeferred(func(int) *Deferred[int] { return d })
 		require.NoError(t, d.Callback(1))
-		_, f := coreResult(t, d)
+		_, f := Capture(d).Now(t)
 		require.NotNil(t, f)
 		assert.True(t, strings.HasPrefix(f.Error(), "deferred: "), f.Error())
 		assert.Contains(t, f.Error(), "Deferred it belongs to")
@@ -578,7 +559,7 @@ func TestCoreStageReturningOwnDeferredFails(t *testing.T) {
 	t.Run("after firing", func(t *testing.T) {
 		d := Succeed(1)
 		d.AddCallbackDeferred(func(int) *Deferred[int] { return d })
-		_, f := coreResult(t, d)
+		_, f := Capture(d).Now(t)
 		require.NotNil(t, f)
 		assert.Contains(t, f.Error(), "Deferred it belongs to")
 	})
@@ -595,7 +576,7 @@ func TestCoreSecondFireErrorsAndChangesNothing(t *testing.T) {
 		assert.ErrorIs(t, d.Callback(2), ErrAlreadyCalled)
 		assert.ErrorIs(t, d.Errback(errCoreA), ErrAlreadyCalled)
 		assert.Equal(t, 1, runs, "no stage may run again")
-		v, f := coreResult(t, d)
+		v, f := Capture(d).Now(t)
 		assert.Nil(t, f)
 		assert.Equal(t, 1, v)
 	})
@@ -607,7 +588,7 @@ func TestCoreSecondFireErrorsAndChangesNothing(t *testing.T) {
 		assert.ErrorIs(t, d.Callback(2), ErrAlreadyCalled)
 		assert.ErrorIs(t, d.Errback(errCoreB), ErrAlreadyCalled)
 		assert.Equal(t, 1, runs)
-		_, f := coreResult(t, d)
+		_, f := Capture(d).Now(t)
 		assert.ErrorIs(t, f, errCoreA)
 		assert.NotErrorIs(t, f, errCoreB)
 	})
@@ -615,7 +596,7 @@ func TestCoreSecondFireErrorsAndChangesNothing(t *testing.T) {
 		assert.ErrorIs(t, Succeed(1).Callback(2), ErrAlreadyCalled)
 		d := Fail[int](errCoreA)
 		assert.ErrorIs(t, d.Errback(errCoreB), ErrAlreadyCalled)
-		coreResult(t, d)
+		Capture(d).Now(t)
 	})
 }
 
@@ -635,7 +616,7 @@ func TestCoreFireAfterCancelIsSwallowedOnce(t *testing.T) {
 			}
 			assert.NoError(t, fire(), "the first fire after Cancel is swallowed")
 			assert.ErrorIs(t, fire(), ErrAlreadyCalled, "the second one is not")
-			_, f := coreResult(t, d)
+			_, f := Capture(d).Now(t)
 			assert.ErrorIs(t, f, ErrCancelled, "the swallowed fire changes nothing")
 			assert.NotErrorIs(t, f, errCoreA)
 		})
@@ -648,11 +629,11 @@ func TestCoreErrbackNilFails(t *testing.T) {
 	d.AddCallback(func(v int) (int, error) { cbRan = true; return v, nil })
 	require.NoError(t, d.Errback(nil))
 	assert.False(t, cbRan, "Errback(nil) must never read as success")
-	_, f := coreResult(t, d)
+	_, f := Capture(d).Now(t)
 	require.NotNil(t, f)
 	assert.ErrorIs(t, f, ErrNilError)
 
-	_, f = coreResult(t, Fail[int](nil))
+	_, f = Capture(Fail[int](nil)).Now(t)
 	assert.ErrorIs(t, f, ErrNilError)
 }
 
@@ -690,7 +671,7 @@ func TestCoreCancelWithoutCanceller(t *testing.T) {
 	assert.False(t, d.Called())
 	d.Cancel()
 	assert.True(t, d.Called())
-	_, f := coreResult(t, d)
+	_, f := Capture(d).Now(t)
 	require.NotNil(t, f)
 	assert.ErrorIs(t, f, ErrCancelled)
 }
@@ -704,7 +685,7 @@ func TestCoreCancellerThatDoesNotFire(t *testing.T) {
 	// does not set _suppressAlreadyCalled, so a later callback() raises
 	// AlreadyCalledError.
 	assert.ErrorIs(t, d.Callback(1), ErrAlreadyCalled)
-	_, f := coreResult(t, d)
+	_, f := Capture(d).Now(t)
 	require.NotNil(t, f)
 	assert.ErrorIs(t, f, ErrCancelled)
 }
@@ -715,14 +696,14 @@ func TestCoreCancellerThatFiresWins(t *testing.T) {
 		d.Cancel()
 		// The canceller fired d, so nothing is suppressed.
 		assert.ErrorIs(t, d.Callback(1), ErrAlreadyCalled)
-		v, f := coreResult(t, d)
+		v, f := Capture(d).Now(t)
 		assert.Nil(t, f)
 		assert.Equal(t, 9, v)
 	})
 	t.Run("failure", func(t *testing.T) {
 		d := NewWithCanceller(func(d *Deferred[int]) { assert.NoError(t, d.Errback(errCoreB)) })
 		d.Cancel()
-		_, f := coreResult(t, d)
+		_, f := Capture(d).Now(t)
 		require.NotNil(t, f)
 		assert.ErrorIs(t, f, errCoreB)
 		assert.NotErrorIs(t, f, ErrCancelled)
@@ -739,7 +720,7 @@ func TestCoreCancellerRunsAtMostOnce(t *testing.T) {
 		d.Cancel()
 		d.Cancel()
 		assert.Equal(t, 1, calls)
-		_, f := coreResult(t, d)
+		_, f := Capture(d).Now(t)
 		assert.ErrorIs(t, f, ErrCancelled)
 	})
 	t.Run("re-entrant Cancel", func(t *testing.T) {
@@ -753,7 +734,7 @@ func TestCoreCancellerRunsAtMostOnce(t *testing.T) {
 		// The canceller did not fire d itself: as in the plain case, the
 		// producer is expected to be stopped, so nothing is suppressed.
 		assert.ErrorIs(t, d.Callback(1), ErrAlreadyCalled)
-		_, f := coreResult(t, d)
+		_, f := Capture(d).Now(t)
 		assert.ErrorIs(t, f, ErrCancelled)
 	})
 	t.Run("concurrent Cancel", func(t *testing.T) {
@@ -766,7 +747,7 @@ func TestCoreCancellerRunsAtMostOnce(t *testing.T) {
 		}
 		wg.Wait()
 		assert.Equal(t, 1, calls)
-		_, f := coreResult(t, d)
+		_, f := Capture(d).Now(t)
 		assert.ErrorIs(t, f, ErrCancelled)
 	})
 }
@@ -805,7 +786,7 @@ func TestCoreCancellerDroppedOnFire(t *testing.T) {
 	assert.True(t, coreCollected(wp), "the canceller must be dropped once the Deferred fires")
 	assert.True(t, d.Called()) // d is still alive here
 	runtime.KeepAlive(d)
-	coreResult(t, d)
+	Capture(d).Now(t)
 }
 
 func TestCoreCancelFiredDeferredDoesNothing(t *testing.T) {
@@ -814,13 +795,13 @@ func TestCoreCancelFiredDeferredDoesNothing(t *testing.T) {
 	require.NoError(t, d.Callback(3))
 	d.Cancel()
 	assert.Equal(t, 0, calls)
-	v, f := coreResult(t, d)
+	v, f := Capture(d).Now(t)
 	assert.Nil(t, f)
 	assert.Equal(t, 3, v)
 
 	s := Succeed("x")
 	s.Cancel()
-	sv, sf := coreResult(t, s)
+	sv, sf := Capture(s).Now(t)
 	assert.Nil(t, sf)
 	assert.Equal(t, "x", sv)
 }
@@ -839,7 +820,7 @@ func TestCoreCancelWaitingCancelsInner(t *testing.T) {
 	assert.Equal(t, 0, outerCalls, "outer fired already: its own canceller is not called")
 	assert.Equal(t, 1, innerCalls)
 	assert.True(t, inner.Called())
-	_, f := coreResult(t, outer)
+	_, f := Capture(outer).Now(t)
 	require.NotNil(t, f)
 	assert.ErrorIs(t, f, ErrCancelled)
 	assert.Same(t, innerF, f, "outer goes on with the inner Deferred's failure")
@@ -853,7 +834,7 @@ func TestCorePanickingCanceller(t *testing.T) {
 	})
 	require.NotPanics(t, d.Cancel)
 	assert.True(t, d.Called())
-	_, f := coreResult(t, d)
+	_, f := Capture(d).Now(t)
 	require.NotNil(t, f)
 	pv, ok := f.PanicValue()
 	assert.True(t, ok)
@@ -877,7 +858,7 @@ func TestCorePauseCounts(t *testing.T) {
 		assert.False(t, ran, "two Pauses need two Unpauses")
 		d.Unpause()
 		assert.True(t, ran)
-		coreResult(t, d)
+		Capture(d).Now(t)
 	})
 	t.Run("pending", func(t *testing.T) {
 		d := New[int]()
@@ -891,7 +872,7 @@ func TestCorePauseCounts(t *testing.T) {
 		assert.False(t, ran)
 		d.Unpause()
 		assert.True(t, ran)
-		coreResult(t, d)
+		Capture(d).Now(t)
 	})
 }
 
@@ -915,7 +896,7 @@ func TestCoreUnpauseWithoutPause(t *testing.T) {
 			assert.False(t, ran, "one Pause still pauses after extra Unpauses")
 			d.Unpause()
 			assert.True(t, ran)
-			coreResult(t, d)
+			Capture(d).Now(t)
 		})
 	}
 }
@@ -933,7 +914,7 @@ func TestCorePausedInnerKeepsOuterWaiting(t *testing.T) {
 	inner.Unpause()
 	assert.Equal(t, 5, got)
 	assert.NotContains(t, outer.String(), "waiting")
-	coreResult(t, outer)
+	Capture(outer).Now(t)
 }
 
 // Constructors and Called.
@@ -941,18 +922,18 @@ func TestCorePausedInnerKeepsOuterWaiting(t *testing.T) {
 func TestCoreSucceedFail(t *testing.T) {
 	s := Succeed("hi")
 	assert.True(t, s.Called())
-	v, f := coreResult(t, s)
+	v, f := Capture(s).Now(t)
 	assert.Nil(t, f)
 	assert.Equal(t, "hi", v)
 
 	fl := Fail[string](errCoreA)
 	assert.True(t, fl.Called())
-	_, f = coreResult(t, fl)
+	_, f = Capture(fl).Now(t)
 	require.NotNil(t, f)
 	assert.ErrorIs(t, f, errCoreA)
 
 	orig := NewFailure(errCoreB)
-	_, f = coreResult(t, Fail[string](orig))
+	_, f = Capture(Fail[string](orig)).Now(t)
 	assert.Same(t, orig, f, "Fail keeps a *Failure as is")
 }
 
@@ -961,15 +942,15 @@ func TestCoreMaybe(t *testing.T) {
 	d := Maybe(func() (int, error) { calledNow = true; return 8, nil })
 	assert.True(t, calledNow, "Maybe calls f at once")
 	assert.True(t, d.Called())
-	v, f := coreResult(t, d)
+	v, f := Capture(d).Now(t)
 	assert.Nil(t, f)
 	assert.Equal(t, 8, v)
 
-	_, f = coreResult(t, Maybe(func() (int, error) { return 1, errCoreA }))
+	_, f = Capture(Maybe(func() (int, error) { return 1, errCoreA })).Now(t)
 	require.NotNil(t, f)
 	assert.ErrorIs(t, f, errCoreA)
 
-	_, f = coreResult(t, Maybe(func() (int, error) { panic("maybe boom") }))
+	_, f = Capture(Maybe(func() (int, error) { panic("maybe boom") })).Now(t)
 	require.NotNil(t, f)
 	pv, ok := f.PanicValue()
 	assert.True(t, ok)
@@ -989,7 +970,7 @@ func TestCoreNewWithNilCancellerIsNew(t *testing.T) {
 			// Like New: no canceller, so the producer's first fire is swallowed.
 			assert.NoError(t, d.Callback(1))
 			assert.ErrorIs(t, d.Callback(1), ErrAlreadyCalled)
-			_, f := coreResult(t, d)
+			_, f := Capture(d).Now(t)
 			assert.ErrorIs(t, f, ErrCancelled)
 		})
 	}
@@ -1006,7 +987,7 @@ func TestCoreCalled(t *testing.T) {
 	e := New[int]()
 	require.NoError(t, e.Errback(errCoreA))
 	assert.True(t, e.Called())
-	coreResult(t, e)
+	Capture(e).Now(t)
 
 	w := New[int]()
 	inner := New[int]()
@@ -1014,7 +995,7 @@ func TestCoreCalled(t *testing.T) {
 	require.NoError(t, w.Callback(1))
 	assert.True(t, w.Called(), "a Deferred waiting on another has fired")
 	require.NoError(t, inner.Callback(2))
-	coreResult(t, w)
+	Capture(w).Now(t)
 }
 
 // Misuse panics.
@@ -1056,7 +1037,7 @@ func TestCoreMisusePanics(t *testing.T) {
 			assert.Contains(t, s, c.method)
 			// The misuse added nothing: d still works.
 			require.NoError(t, d.Callback(2))
-			v, f := coreResult(t, d)
+			v, f := Capture(d).Now(t)
 			assert.Nil(t, f)
 			assert.Equal(t, 2, v)
 		})
@@ -1079,7 +1060,7 @@ func TestCoreStageAddedToInnerAfterLinkRunsAfterHandOver(t *testing.T) {
 	})
 	require.NoError(t, inner.Callback(2))
 	assert.Equal(t, []string{"outer got 2", "late stage got 0"}, order)
-	v, f := coreResult(t, outer)
+	v, f := Capture(outer).Now(t)
 	assert.Nil(t, f)
 	assert.Equal(t, 2, v)
 }
@@ -1188,7 +1169,7 @@ func TestCoreStagePausesThenPanics(t *testing.T) {
 			pv, panicked := got.PanicValue()
 			assert.True(t, panicked)
 			assert.Equal(t, "boom", pv)
-			v, f := coreResult(t, d)
+			v, f := Capture(d).Now(t)
 			assert.Nil(t, f)
 			assert.Equal(t, 7, v)
 		})
@@ -1220,9 +1201,9 @@ func TestCoreInnerRestRunsWhenTheWaitingChainTouchesIt(t *testing.T) {
 	d0.AddCallback(note("s4"))
 	require.NoError(t, d0.Errback(errors.New("E0")))
 	assert.Equal(t, []string{"s2", "s4", "x", "s3"}, seen)
-	_, f := coreResult(t, d1)
+	_, f := Capture(d1).Now(t)
 	assert.Nil(t, f)
-	v, f := coreResult(t, d0)
+	v, f := Capture(d0).Now(t)
 	assert.Nil(t, f)
 	assert.Zero(t, v)
 }

@@ -78,15 +78,15 @@ func TestGoCancelFailsAtOnceAndDropsLateResult(t *testing.T) {
 				ctxErr.Store(ctx.Err())
 				return 99, nil
 			})
-			out := timeCapture(d)
+			out := Capture(d)
 			d.Cancel()
-			fired, _, f := out.get()
+			fired, _, f := out.Get()
 			require.True(t, fired, "Cancel did not fail the Deferred at once")
 			require.ErrorIs(t, f, ErrCancelled)
 
 			synctest.Wait() // f has returned and its goroutine ended
 			require.Equal(t, context.Canceled, ctxErr.Load(), "Cancel did not cancel f's context")
-			_, v, f := out.get()
+			_, v, f := out.Get()
 			require.ErrorIs(t, f, ErrCancelled)
 			require.Zero(t, v)
 		})

@@ -23,24 +23,6 @@ var (
 	errListC = errors.New("list test error C")
 )
 
-// listSettled adds a last stage that records d's result and handles it,
-// and returns it, the failure as a plain error (nil on success). It fails
-// the test if the chain has not reached that stage when AddBoth returns.
-func listSettled[T any](t *testing.T, d *Deferred[T]) (T, error) {
-	t.Helper()
-	var (
-		v   T
-		f   *Failure
-		ran bool
-	)
-	d.AddBoth(func(x T, fl *Failure) (T, error) {
-		v, f, ran = x, fl, true
-		return x, nil
-	})
-	require.True(t, ran, "the chain did not reach its end: %v", d)
-	return v, listErr(f)
-}
-
 // listErr turns a *Failure into an error that is nil when f is.
 func listErr(f *Failure) error {
 	if f == nil {
@@ -119,7 +101,7 @@ func TestListKeepsInputOrderAndWaitsForAll(t *testing.T) {
 	require.False(t, l.Called(), "List fired before every input settled")
 	require.NoError(t, b.Callback(2))
 
-	out, f := listSettled(t, l)
+	out, f := Capture(l).Now(t)
 	require.Nil(t, f)
 	require.Len(t, out, 3)
 	assert.ErrorIs(t, listErr(out[0].Failure), errListA)
@@ -137,14 +119,14 @@ func TestListInputsGoOnWithValueOrZeroAfterItsStage(t *testing.T) {
 	require.NoError(t, a.Callback(1))
 	require.NoError(t, b.Errback(bFailure))
 
-	v, f := listSettled(t, a)
+	v, f := Capture(a).Now(t)
 	assert.Equal(t, 1, v)
 	assert.Nil(t, f)
-	v, f = listSettled(t, b)
+	v, f = Capture(b).Now(t)
 	assert.Zero(t, v)
 	assert.Nil(t, f, "List must consume the input's failure")
 
-	out, _ := listSettled(t, l)
+	out, _ := Capture(l).Now(t)
 	assert.Same(t, bFailure, out[1].Failure, "the Outcome holds the input's own Failure")
 }
 
@@ -165,7 +147,7 @@ func TestListFailuresAreNotReportedAsUnhandled(t *testing.T) {
 func TestListNoInputsFiresAtOnceWithEmptySlice(t *testing.T) {
 	for _, l := range []*Deferred[[]Outcome[int]]{List[int](), List([]*Deferred[int]{}...)} {
 		require.True(t, l.Called())
-		out, f := listSettled(t, l)
+		out, f := Capture(l).Now(t)
 		require.Nil(t, f)
 		assert.NotNil(t, out)
 		assert.Empty(t, out)
@@ -175,7 +157,7 @@ func TestListNoInputsFiresAtOnceWithEmptySlice(t *testing.T) {
 func TestListAlreadyFiredInputsCountAtOnce(t *testing.T) {
 	l := List(Succeed(1), Fail[int](errListA), Succeed(3))
 	require.True(t, l.Called(), "all inputs had fired: List must have fired before returning")
-	out, f := listSettled(t, l)
+	out, f := Capture(l).Now(t)
 	require.Nil(t, f)
 	require.Len(t, out, 3)
 	assert.Equal(t, 1, out[0].Value)
@@ -187,7 +169,7 @@ func TestListAlreadyFiredInputsCountAtOnce(t *testing.T) {
 	l = List(Succeed(1), p)
 	require.False(t, l.Called())
 	require.NoError(t, p.Callback(2))
-	out, _ = listSettled(t, l)
+	out, _ = Capture(l).Now(t)
 	assert.Equal(t, []Outcome[int]{{Value: 1}, {Value: 2}}, out)
 }
 
@@ -200,12 +182,12 @@ func TestListRepeatedInputGetsItsResultInEveryPosition(t *testing.T) {
 	aFailure := NewFailure(errListA)
 	require.NoError(t, a.Errback(aFailure))
 	require.NoError(t, b.Callback(2))
-	out, _ := listSettled(t, l)
+	out, _ := Capture(l).Now(t)
 	require.Len(t, out, 3)
 	assert.Same(t, aFailure, out[0].Failure)
 	assert.Same(t, aFailure, out[2].Failure)
 	assert.Equal(t, 2, out[1].Value)
-	v, f := listSettled(t, a)
+	v, f := Capture(a).Now(t)
 	assert.Zero(t, v)
 	assert.Nil(t, f)
 
@@ -224,7 +206,7 @@ func TestListRepeatedInputGetsItsResultInEveryPosition(t *testing.T) {
 		require.False(t, l.Called())
 		require.NoError(t, d.Callback(100+k))
 	}
-	out, _ = listSettled(t, l)
+	out, _ = Capture(l).Now(t)
 	require.Len(t, out, len(ds))
 	for i, o := range out {
 		if i%len(base) == 3 {
@@ -248,7 +230,7 @@ func TestListNilInputPanicsNamingIt(t *testing.T) {
 	require.PanicsWithValue(t, "deferred: Race: input 1 is nil", func() { Race(a, nil) })
 	// Nothing was added to a: its failure is still there for the next stage.
 	require.NoError(t, a.Errback(errListA))
-	_, f := listSettled(t, a)
+	_, f := Capture(a).Now(t)
 	assert.ErrorIs(t, f, errListA)
 }
 
@@ -269,10 +251,10 @@ func TestListHandedOverInputPanicsAndLeavesOtherInputsAlone(t *testing.T) {
 				assert.Contains(t, msg, "handed over")
 
 				// The stages already added pass results on untouched.
-				_, f := listSettled(t, failed)
+				_, f := Capture(failed).Now(t)
 				assert.ErrorIs(t, f, errListA, "the fired input's failure was consumed")
 				require.NoError(t, pending.Errback(errListB))
-				_, f = listSettled(t, pending)
+				_, f = Capture(pending).Now(t)
 				assert.ErrorIs(t, f, errListB, "the pending input's failure was consumed")
 			}()
 			combine(failed, pending, handed)
@@ -290,7 +272,7 @@ func TestListCancelCancelsPendingInputsAndFiresWithOutcomes(t *testing.T) {
 	l.Cancel()
 	assert.Equal(t, 1, na, "a's canceller")
 	assert.Equal(t, 1, nb, "b's canceller")
-	out, f := listSettled(t, l)
+	out, f := Capture(l).Now(t)
 	require.Nil(t, f, "List fires with the outcomes, cancellations included")
 	require.Len(t, out, 3)
 	assert.ErrorIs(t, listErr(out[0].Failure), ErrCancelled)
@@ -309,7 +291,7 @@ func TestListCancelLeavesSettledInputsAlone(t *testing.T) {
 
 	l.Cancel()
 	assert.Zero(t, nInner, "cancelling List reached into a settled input's chain")
-	out, _ := listSettled(t, l)
+	out, _ := Capture(l).Now(t)
 	assert.Equal(t, 1, out[0].Value)
 	assert.ErrorIs(t, listErr(out[1].Failure), ErrCancelled)
 	require.NoError(t, inner.Callback(5))
@@ -324,11 +306,11 @@ func TestListCancelFailsWhenAnInputCannotSettle(t *testing.T) {
 	l := List(a)
 	require.NoError(t, a.Callback(1)) // fired, but List's stage waits for Unpause
 	l.Cancel()
-	_, f := listSettled(t, l)
+	_, f := Capture(l).Now(t)
 	require.ErrorIs(t, f, ErrCancelled)
 
 	require.NotPanics(t, a.Unpause) // List's stage runs; its late Callback is dropped
-	v, f := listSettled(t, a)
+	v, f := Capture(a).Now(t)
 	assert.Equal(t, 1, v)
 	assert.Nil(t, f)
 }
@@ -351,7 +333,7 @@ func TestListThousandInputsFiredInALoop(t *testing.T) {
 	}
 	require.NotZero(t, depth, "List did not fire")
 	assert.Less(t, depth-base, 50, "stack grew with the number of inputs")
-	out, _ := listSettled(t, l)
+	out, _ := Capture(l).Now(t)
 	for i, o := range out {
 		require.Equal(t, Outcome[int]{Value: i}, o)
 	}
@@ -378,7 +360,7 @@ func TestListConcurrentFiring(t *testing.T) {
 	}
 	close(start)
 	wg.Wait()
-	out, f := listSettled(t, l)
+	out, f := Capture(l).Now(t)
 	require.Nil(t, f)
 	require.Len(t, out, n)
 	for i, o := range out {
@@ -421,12 +403,12 @@ func TestGatherValuesInInputOrder(t *testing.T) {
 	require.NoError(t, c.Callback("c"))
 	require.False(t, g.Called())
 	require.NoError(t, a.Callback("a"))
-	v, f := listSettled(t, g)
+	v, f := Capture(g).Now(t)
 	require.Nil(t, f)
 	assert.Equal(t, []string{"a", "b", "c"}, v)
 
 	// Values pass on down the inputs' chains.
-	got, _ := listSettled(t, b)
+	got, _ := Capture(b).Now(t)
 	assert.Equal(t, "b", got)
 }
 
@@ -440,7 +422,7 @@ func TestGatherFailsWithFirstFailureInFiringOrder(t *testing.T) {
 	require.True(t, g.Called(), "Gather must fail at the first failure")
 	require.NoError(t, a.Errback(errListA))
 
-	_, f := listSettled(t, g)
+	_, f := Capture(g).Now(t)
 	require.NotNil(t, f)
 	var fe *FirstError
 	require.ErrorAs(t, f, &fe)
@@ -452,7 +434,7 @@ func TestGatherFailsWithFirstFailureInFiringOrder(t *testing.T) {
 
 	// The inputs' failures were consumed.
 	for _, d := range []*Deferred[int]{a, b} {
-		v, f := listSettled(t, d)
+		v, f := Capture(d).Now(t)
 		assert.Zero(t, v)
 		assert.Nil(t, f)
 	}
@@ -466,13 +448,13 @@ func TestGatherLeavesRemainingInputsRunningAfterAFailure(t *testing.T) {
 	a, b := New[int](), listCancellable(&n)
 	g := Gather(a, b)
 	require.NoError(t, a.Errback(errListA))
-	_, f := listSettled(t, g)
+	_, f := Capture(g).Now(t)
 	require.ErrorIs(t, f, errListA)
 	assert.Zero(t, n, "Gather cancelled a remaining input")
 	assert.False(t, b.Called())
 
 	require.NoError(t, b.Callback(2))
-	v, f := listSettled(t, b)
+	v, f := Capture(b).Now(t)
 	assert.Equal(t, 2, v)
 	assert.Nil(t, f)
 }
@@ -503,7 +485,7 @@ func TestGatherReportsOnlyItsOwnFailure(t *testing.T) {
 func TestGatherNoInputsFiresAtOnceWithEmptySlice(t *testing.T) {
 	g := Gather[int]()
 	require.True(t, g.Called())
-	v, f := listSettled(t, g)
+	v, f := Capture(g).Now(t)
 	require.Nil(t, f)
 	assert.NotNil(t, v)
 	assert.Empty(t, v)
@@ -512,11 +494,11 @@ func TestGatherNoInputsFiresAtOnceWithEmptySlice(t *testing.T) {
 func TestGatherAlreadyFiredInputs(t *testing.T) {
 	g := Gather(Succeed(1), Succeed(2))
 	require.True(t, g.Called())
-	v, _ := listSettled(t, g)
+	v, _ := Capture(g).Now(t)
 	assert.Equal(t, []int{1, 2}, v)
 
 	g = Gather(Succeed(1), Fail[int](errListA), Fail[int](errListB))
-	_, f := listSettled(t, g)
+	_, f := Capture(g).Now(t)
 	var fe *FirstError
 	require.ErrorAs(t, f, &fe)
 	assert.Equal(t, 1, fe.Index)
@@ -533,7 +515,7 @@ func TestGatherCancelCancelsPendingInputs(t *testing.T) {
 	assert.Zero(t, na, "a had settled")
 	assert.Equal(t, 1, nb)
 	assert.Equal(t, 1, nc, "every pending input is cancelled, even after Gather failed")
-	_, f := listSettled(t, g)
+	_, f := Capture(g).Now(t)
 	var fe *FirstError
 	require.ErrorAs(t, f, &fe)
 	assert.Equal(t, 1, fe.Index)
@@ -545,13 +527,13 @@ func TestGatherRepeatedInput(t *testing.T) {
 	g := Gather(a, b, a)
 	require.NoError(t, a.Callback(1))
 	require.NoError(t, b.Callback(2))
-	v, _ := listSettled(t, g)
+	v, _ := Capture(g).Now(t)
 	assert.Equal(t, []int{1, 2, 1}, v)
 
 	a = New[int]()
 	g = Gather(a, a)
 	require.NoError(t, a.Errback(errListA))
-	_, f := listSettled(t, g)
+	_, f := Capture(g).Now(t)
 	var fe *FirstError
 	require.ErrorAs(t, f, &fe)
 	assert.Equal(t, 0, fe.Index)
@@ -576,7 +558,7 @@ func TestGatherReusedRepeatTableStartsEmpty(t *testing.T) {
 				require.NoError(t, d.Callback(i))
 			}
 		}
-		v, f := listSettled(t, g)
+		v, f := Capture(g).Now(t)
 		require.Nil(t, f)
 		require.Len(t, v, n)
 		for i, x := range v {
@@ -627,7 +609,7 @@ func TestGatherHundredThousandInputs(t *testing.T) {
 	}
 	require.NotZero(t, depth, "Gather did not fire")
 	assert.Less(t, depth-base, 50, "stack grew with the number of inputs")
-	v, _ := listSettled(t, g)
+	v, _ := Capture(g).Now(t)
 	require.Len(t, v, n)
 	for i, x := range v {
 		if x != i*2 {
@@ -641,7 +623,7 @@ func TestGatherHundredThousandInputs(t *testing.T) {
 	}
 	g = Gather(ds...)
 	g.Cancel()
-	_, f := listSettled(t, g)
+	_, f := Capture(g).Now(t)
 	require.ErrorIs(t, f, ErrCancelled)
 	for i, d := range ds {
 		if !d.Called() {
@@ -649,7 +631,7 @@ func TestGatherHundredThousandInputs(t *testing.T) {
 		}
 	}
 	g = Gather(ds...)
-	v, f = listSettled(t, g)
+	v, f = Capture(g).Now(t)
 	require.Nil(t, f, "inputs go on with the zero value after Gather consumed their failure")
 	require.Len(t, v, n)
 }
@@ -678,7 +660,7 @@ func TestGatherConcurrentFiring(t *testing.T) {
 		}
 		close(start)
 		wg.Wait()
-		v, f := listSettled(t, g)
+		v, f := Capture(g).Now(t)
 		if !withFailures {
 			require.Nil(t, f)
 			for i, x := range v {
@@ -711,7 +693,7 @@ func TestRaceFirstSuccessWinsAndTheRestAreCancelledFirst(t *testing.T) {
 		return x, nil
 	})
 	require.NoError(t, b.Callback(2))
-	v, f := listSettled(t, r)
+	v, f := Capture(r).Now(t)
 	require.Nil(t, f)
 	assert.Equal(t, Indexed[int]{Index: 1, Value: 2}, v)
 	assert.Equal(t, 1, na)
@@ -721,10 +703,10 @@ func TestRaceFirstSuccessWinsAndTheRestAreCancelledFirst(t *testing.T) {
 
 	// The losers' cancellations were consumed.
 	for _, d := range []*Deferred[int]{a, c} {
-		_, f := listSettled(t, d)
+		_, f := Capture(d).Now(t)
 		assert.Nil(t, f)
 	}
-	got, _ := listSettled(t, b)
+	got, _ := Capture(b).Now(t)
 	assert.Equal(t, 2, got, "the winner's value passes on down its chain")
 }
 
@@ -734,7 +716,7 @@ func TestRaceIgnoresFailuresBeforeASuccess(t *testing.T) {
 	require.NoError(t, a.Errback(errListA))
 	require.False(t, r.Called())
 	require.NoError(t, b.Callback(5))
-	v, f := listSettled(t, r)
+	v, f := Capture(r).Now(t)
 	require.Nil(t, f)
 	assert.Equal(t, Indexed[int]{Index: 1, Value: 5}, v)
 }
@@ -748,7 +730,7 @@ func TestRaceAllFailJoinsEveryFailureInInputOrder(t *testing.T) {
 	require.False(t, r.Called())
 	require.NoError(t, b.Errback(fb))
 
-	_, f := listSettled(t, r)
+	_, f := Capture(r).Now(t)
 	require.NotNil(t, f)
 	for _, target := range []error{errListA, errListB, errListC} {
 		assert.ErrorIs(t, f, target)
@@ -761,7 +743,7 @@ func TestRaceAllFailJoinsEveryFailureInInputOrder(t *testing.T) {
 func TestRaceNoInputsFailsAtOnce(t *testing.T) {
 	r := Race[int]()
 	require.True(t, r.Called())
-	_, f := listSettled(t, r)
+	_, f := Capture(r).Now(t)
 	assert.ErrorIs(t, f, ErrNoInputs)
 }
 
@@ -770,7 +752,7 @@ func TestRaceAlreadyFiredInputWins(t *testing.T) {
 	a, c := listCancellable(&na), listCancellable(&nc)
 	r := Race(a, Fail[int](errListA), Succeed(5), c, Succeed(6))
 	require.True(t, r.Called())
-	v, _ := listSettled(t, r)
+	v, _ := Capture(r).Now(t)
 	assert.Equal(t, Indexed[int]{Index: 2, Value: 5}, v)
 	assert.Equal(t, 1, na)
 	assert.Equal(t, 1, nc)
@@ -783,7 +765,7 @@ func TestRaceCancelCancelsPendingInputs(t *testing.T) {
 	r.Cancel()
 	assert.Equal(t, 1, na)
 	assert.Equal(t, 1, nb)
-	_, f := listSettled(t, r)
+	_, f := Capture(r).Now(t)
 	require.ErrorIs(t, f, ErrCancelled)
 	require.ErrorIs(t, f, errListA)
 
@@ -791,7 +773,7 @@ func TestRaceCancelCancelsPendingInputs(t *testing.T) {
 	w := NewWithCanceller(func(d *Deferred[int]) { _ = d.Callback(9) })
 	r = Race(New[int](), w)
 	r.Cancel()
-	v, f := listSettled(t, r)
+	v, f := Capture(r).Now(t)
 	require.Nil(t, f)
 	assert.Equal(t, Indexed[int]{Index: 1, Value: 9}, v)
 }
@@ -801,9 +783,9 @@ func TestRaceLoserSuccessDoesNotChangeTheWinner(t *testing.T) {
 	late := NewWithCanceller(func(d *Deferred[int]) { _ = d.Callback(9) })
 	r := Race(a, late)
 	require.NoError(t, a.Callback(1))
-	v, _ := listSettled(t, r)
+	v, _ := Capture(r).Now(t)
 	assert.Equal(t, Indexed[int]{Index: 0, Value: 1}, v)
-	got, _ := listSettled(t, late)
+	got, _ := Capture(late).Now(t)
 	assert.Equal(t, 9, got, "a loser's value passes on down its chain")
 }
 
@@ -824,13 +806,13 @@ func TestRaceRepeatedInputWinsWithItsFirstPosition(t *testing.T) {
 	a, b := New[int](), New[int]()
 	r := Race(b, a, a)
 	require.NoError(t, a.Callback(3))
-	v, _ := listSettled(t, r)
+	v, _ := Capture(r).Now(t)
 	assert.Equal(t, Indexed[int]{Index: 1, Value: 3}, v)
 
 	a = New[int]()
 	r = Race(a, a)
 	require.NoError(t, a.Errback(errListA))
-	_, f := listSettled(t, r)
+	_, f := Capture(r).Now(t)
 	require.ErrorIs(t, f, errListA)
 	joined := errors.Unwrap(f).(interface{ Unwrap() []error }).Unwrap()
 	assert.Len(t, joined, 1, "one input, one failure")
@@ -857,7 +839,7 @@ func TestRaceConcurrentFiring(t *testing.T) {
 	}
 	close(start)
 	wg.Wait()
-	v, f := listSettled(t, r)
+	v, f := Capture(r).Now(t)
 	require.Nil(t, f)
 	require.Equal(t, 1, v.Index%2, "input %d failed, it cannot win", v.Index)
 	require.Equal(t, v.Index*10, v.Value)
@@ -878,7 +860,7 @@ func TestRaceConcurrentFiring(t *testing.T) {
 	}
 	close(start)
 	wg.Wait()
-	_, f = listSettled(t, r)
+	_, f = Capture(r).Now(t)
 	require.NotNil(t, f)
 	joined := errors.Unwrap(f).(interface{ Unwrap() []error }).Unwrap()
 	require.Len(t, joined, n)

@@ -8,54 +8,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-// primOutcome records how a Deferred settled, for the Lock, Semaphore and
-// Queue tests.
-type primOutcome[T any] struct {
-	fired bool
-	v     T
-	f     *Failure
-}
-
-// primWatch records d's result as it reaches the end of d's chain (the
-// failure is handled). Read the outcome only from the goroutine that fired d.
-func primWatch[T any](d *Deferred[T]) *primOutcome[T] {
-	o := &primOutcome[T]{}
-	d.AddBoth(func(v T, f *Failure) (T, error) {
-		o.fired, o.v, o.f = true, v, f
-		return v, nil
-	})
-	return o
-}
-
-// primWait waits, from another goroutine, for d's result. It never sleeps
-// for timing: the timer only turns a lost hand-off into a failure, not a hang.
-func primWait[T any](t *testing.T, d *Deferred[T]) (T, *Failure) {
-	type result struct {
-		v T
-		f *Failure
-	}
-	ch := make(chan result, 1) // the callback may run on any goroutine: never block it
-	d.AddBoth(func(v T, f *Failure) (T, error) {
-		ch <- result{v, f}
-		return v, nil
-	})
-	timer := time.NewTimer(20 * time.Second)
-	defer timer.Stop()
-	select {
-	case r := <-ch:
-		return r.v, r.f
-	case <-timer.C:
-		t.Error("Deferred never fired: a waiter was lost")
-		var zero T
-		return zero, NewFailure(errors.New("lost"))
-	}
-}
 
 // primSmallStack caps every goroutine's stack at 1 MB for the rest of the
 // test. The 100,000-waiter hand-offs below fit in that; a hand-off that
@@ -71,10 +27,10 @@ const primManyWaiters = 100_000
 func TestLockZeroValueAcquireFiresAtOnce(t *testing.T) {
 	var l Lock
 	require.False(t, l.Locked())
-	o := primWatch(l.Acquire())
-	require.True(t, o.fired)
-	assert.Nil(t, o.f)
-	assert.Same(t, &l, o.v, "Acquire fires with the Lock itself")
+	o := Capture(l.Acquire())
+	require.True(t, o.Fired)
+	assert.Nil(t, o.Failure)
+	assert.Same(t, &l, o.Value, "Acquire fires with the Lock itself")
 	assert.True(t, l.Locked())
 	l.Release()
 	assert.False(t, l.Locked())
@@ -83,9 +39,9 @@ func TestLockZeroValueAcquireFiresAtOnce(t *testing.T) {
 func TestLockNewLockIsUnlocked(t *testing.T) {
 	l := NewLock()
 	require.False(t, l.Locked())
-	o := primWatch(l.Acquire())
-	require.True(t, o.fired)
-	assert.Same(t, l, o.v)
+	o := Capture(l.Acquire())
+	require.True(t, o.Fired)
+	assert.Same(t, l, o.Value)
 	l.Release()
 	assert.False(t, l.Locked())
 }
@@ -93,12 +49,12 @@ func TestLockNewLockIsUnlocked(t *testing.T) {
 func TestLockSecondAcquireWaitsForRelease(t *testing.T) {
 	l := NewLock()
 	l.Acquire()
-	o := primWatch(l.Acquire())
-	require.False(t, o.fired)
+	o := Capture(l.Acquire())
+	require.False(t, o.Fired)
 	assert.Equal(t, 1, l.Waiting())
 	l.Release()
-	require.True(t, o.fired, "Release hands the lock to the waiter on the releasing goroutine")
-	assert.Same(t, l, o.v)
+	require.True(t, o.Fired, "Release hands the lock to the waiter on the releasing goroutine")
+	assert.Same(t, l, o.Value)
 	assert.True(t, l.Locked(), "the lock stays held: by the waiter now")
 	assert.Equal(t, 0, l.Waiting())
 	l.Release()
@@ -163,17 +119,17 @@ func TestLockCancelPendingAcquireRemovesWaiter(t *testing.T) {
 	l := NewLock()
 	l.Acquire()
 	d1 := l.Acquire()
-	o1 := primWatch(d1)
-	o2 := primWatch(l.Acquire())
+	o1 := Capture(d1)
+	o2 := Capture(l.Acquire())
 	d1.Cancel()
-	require.True(t, o1.fired)
-	require.NotNil(t, o1.f)
-	assert.ErrorIs(t, o1.f, ErrCancelled)
+	require.True(t, o1.Fired)
+	require.NotNil(t, o1.Failure)
+	assert.ErrorIs(t, o1.Failure, ErrCancelled)
 	assert.Equal(t, 1, l.Waiting())
 
 	l.Release()
-	assert.True(t, o2.fired, "the lock goes to the next waiter")
-	assert.Nil(t, o2.f)
+	assert.True(t, o2.Fired, "the lock goes to the next waiter")
+	assert.Nil(t, o2.Failure)
 	assert.True(t, l.Locked())
 	l.Release()
 	assert.False(t, l.Locked(), "the cancelled waiter never held the lock")
@@ -184,23 +140,23 @@ func TestLockCancelLastWaiterLeavesLockFree(t *testing.T) {
 	l.Acquire()
 	d := l.Acquire()
 	d.Cancel()
-	assert.ErrorIs(t, primWatch(d).f, ErrCancelled) // handled: not reported
+	assert.ErrorIs(t, Capture(d).Failure, ErrCancelled) // handled: not reported
 	assert.Equal(t, 0, l.Waiting())
 	l.Release()
 	assert.False(t, l.Locked())
-	o := primWatch(l.Acquire())
-	assert.True(t, o.fired, "a fresh Acquire gets the freed lock at once")
-	assert.Nil(t, o.f)
+	o := Capture(l.Acquire())
+	assert.True(t, o.Fired, "a fresh Acquire gets the freed lock at once")
+	assert.Nil(t, o.Failure)
 }
 
 func TestLockCancelFiredAcquireDoesNothing(t *testing.T) {
 	l := NewLock()
 	d := l.Acquire()
 	d.Cancel()
-	o := primWatch(d)
-	require.True(t, o.fired)
-	assert.Nil(t, o.f, "the fired Acquire keeps its value")
-	assert.Same(t, l, o.v)
+	o := Capture(d)
+	require.True(t, o.Fired)
+	assert.Nil(t, o.Failure, "the fired Acquire keeps its value")
+	assert.Same(t, l, o.Value)
 	assert.True(t, l.Locked(), "the caller still holds the lock")
 	l.Release()
 	assert.False(t, l.Locked())
@@ -214,11 +170,11 @@ func TestLockWaiterFiredElsewhereTakesNoToken(t *testing.T) {
 	l.Acquire()
 	d := l.Acquire()
 	require.NoError(t, d.Errback(errors.New("gave up waiting")))
-	primWatch(d)
-	o := primWatch(l.Acquire())
+	Capture(d)
+	o := Capture(l.Acquire())
 	l.Release()
-	require.True(t, o.fired, "the lock skips the fired waiter")
-	assert.Nil(t, o.f)
+	require.True(t, o.Fired, "the lock skips the fired waiter")
+	assert.Nil(t, o.Failure)
 	l.Release()
 	assert.False(t, l.Locked())
 }
@@ -255,7 +211,7 @@ func TestLockConcurrentAcquireReleaseIsExclusive(t *testing.T) {
 				if (g+i)%7 == 0 {
 					d.Cancel() // a pending Acquire withdraws; a fired one keeps the lock
 				}
-				_, f := primWait(t, d)
+				_, f := Capture(d).Wait(t)
 				if f != nil {
 					assert.ErrorIs(t, f, ErrCancelled)
 					continue
@@ -279,16 +235,16 @@ func TestLockConcurrentAcquireReleaseIsExclusive(t *testing.T) {
 func TestLockRunLockedHoldsUntilResultSettles(t *testing.T) {
 	l := NewLock()
 	inner := New[string]()
-	o := primWatch(RunLocked(l, func() *Deferred[string] {
+	o := Capture(RunLocked(l, func() *Deferred[string] {
 		assert.True(t, l.Locked(), "f runs holding the lock")
 		return inner
 	}))
 	assert.True(t, l.Locked(), "held while f's Deferred is pending")
-	assert.False(t, o.fired)
+	assert.False(t, o.Fired)
 	require.NoError(t, inner.Callback("done"))
-	require.True(t, o.fired)
-	assert.Nil(t, o.f)
-	assert.Equal(t, "done", o.v)
+	require.True(t, o.Fired)
+	assert.Nil(t, o.Failure)
+	assert.Equal(t, "done", o.Value)
 	assert.False(t, l.Locked())
 }
 
@@ -296,34 +252,34 @@ func TestLockRunLockedWaitsForTheLock(t *testing.T) {
 	l := NewLock()
 	l.Acquire()
 	called := false
-	o := primWatch(RunLocked(l, func() *Deferred[int] {
+	o := Capture(RunLocked(l, func() *Deferred[int] {
 		called = true
 		return Succeed(7)
 	}))
 	assert.False(t, called, "f waits for the lock")
 	l.Release()
 	assert.True(t, called)
-	require.True(t, o.fired)
-	assert.Equal(t, 7, o.v)
+	require.True(t, o.Fired)
+	assert.Equal(t, 7, o.Value)
 	assert.False(t, l.Locked(), "released after f's Deferred settled")
 }
 
 func TestLockRunLockedReleasesOnFailure(t *testing.T) {
 	l := NewLock()
 	boom := errors.New("boom")
-	o := primWatch(RunLocked(l, func() *Deferred[int] { return Fail[int](boom) }))
-	require.True(t, o.fired)
-	require.NotNil(t, o.f)
-	assert.ErrorIs(t, o.f, boom, "the failure passes through")
+	o := Capture(RunLocked(l, func() *Deferred[int] { return Fail[int](boom) }))
+	require.True(t, o.Fired)
+	require.NotNil(t, o.Failure)
+	assert.ErrorIs(t, o.Failure, boom, "the failure passes through")
 	assert.False(t, l.Locked())
 }
 
 func TestLockRunLockedReleasesOnPanic(t *testing.T) {
 	l := NewLock()
-	o := primWatch(RunLocked(l, func() *Deferred[int] { panic("kaput") }))
-	require.True(t, o.fired)
-	require.NotNil(t, o.f)
-	pv, ok := o.f.PanicValue()
+	o := Capture(RunLocked(l, func() *Deferred[int] { panic("kaput") }))
+	require.True(t, o.Fired)
+	require.NotNil(t, o.Failure)
+	pv, ok := o.Failure.PanicValue()
 	assert.True(t, ok)
 	assert.Equal(t, "kaput", pv)
 	assert.False(t, l.Locked())
@@ -331,9 +287,9 @@ func TestLockRunLockedReleasesOnPanic(t *testing.T) {
 
 func TestLockRunLockedReleasesOnNilDeferred(t *testing.T) {
 	l := NewLock()
-	o := primWatch(RunLocked(l, func() *Deferred[int] { return nil }))
-	require.True(t, o.fired)
-	require.NotNil(t, o.f, "a nil Deferred from f is a failure, never a zero value")
+	o := Capture(RunLocked(l, func() *Deferred[int] { return nil }))
+	require.True(t, o.Fired)
+	require.NotNil(t, o.Failure, "a nil Deferred from f is a failure, never a zero value")
 	assert.False(t, l.Locked())
 }
 
@@ -345,10 +301,10 @@ func TestLockRunLockedCancelWhileWaitingSkipsF(t *testing.T) {
 		called = true
 		return Succeed(1)
 	})
-	o := primWatch(d)
+	o := Capture(d)
 	d.Cancel()
-	require.True(t, o.fired)
-	assert.ErrorIs(t, o.f, ErrCancelled)
+	require.True(t, o.Fired)
+	assert.ErrorIs(t, o.Failure, ErrCancelled)
 	assert.Equal(t, 0, l.Waiting())
 	assert.True(t, l.Locked(), "the first holder still holds the lock")
 	l.Release()
@@ -360,11 +316,11 @@ func TestLockRunLockedCancelAfterStartCancelsF(t *testing.T) {
 	l := NewLock()
 	inner := New[int]()
 	d := RunLocked(l, func() *Deferred[int] { return inner })
-	o := primWatch(d)
+	o := Capture(d)
 	d.Cancel()
 	assert.True(t, inner.Called(), "cancelling the run cancels f's Deferred")
-	require.True(t, o.fired)
-	assert.ErrorIs(t, o.f, ErrCancelled)
+	require.True(t, o.Fired)
+	assert.ErrorIs(t, o.Failure, ErrCancelled)
 	assert.False(t, l.Locked())
 }
 
@@ -400,16 +356,16 @@ func TestSemaphoreAcquireUpToLimitThenWaits(t *testing.T) {
 	assert.Equal(t, 3, s.Limit())
 	assert.Equal(t, 3, s.Tokens())
 	for i := range 3 {
-		o := primWatch(s.Acquire())
-		require.True(t, o.fired, "acquire %d fits under the limit", i)
-		assert.Same(t, s, o.v)
+		o := Capture(s.Acquire())
+		require.True(t, o.Fired, "acquire %d fits under the limit", i)
+		assert.Same(t, s, o.Value)
 	}
 	assert.Equal(t, 0, s.Tokens())
-	o := primWatch(s.Acquire())
-	assert.False(t, o.fired)
+	o := Capture(s.Acquire())
+	assert.False(t, o.Fired)
 	assert.Equal(t, 1, s.Waiting())
 	s.Release()
-	assert.True(t, o.fired, "Release hands the token to the waiter")
+	assert.True(t, o.Fired, "Release hands the token to the waiter")
 	assert.Equal(t, 0, s.Tokens())
 	assert.Equal(t, 0, s.Waiting())
 	for range 3 {
@@ -474,15 +430,15 @@ func TestSemaphoreCancelPendingAcquireGivesTokenToNext(t *testing.T) {
 	s := NewSemaphore(1)
 	s.Acquire()
 	d1 := s.Acquire()
-	o1 := primWatch(d1)
-	o2 := primWatch(s.Acquire())
+	o1 := Capture(d1)
+	o2 := Capture(s.Acquire())
 	d1.Cancel()
-	require.True(t, o1.fired)
-	assert.ErrorIs(t, o1.f, ErrCancelled)
+	require.True(t, o1.Fired)
+	assert.ErrorIs(t, o1.Failure, ErrCancelled)
 	assert.Equal(t, 1, s.Waiting())
 	s.Release()
-	assert.True(t, o2.fired)
-	assert.Nil(t, o2.f)
+	assert.True(t, o2.Fired)
+	assert.Nil(t, o2.Failure)
 	s.Release()
 	assert.Equal(t, 1, s.Tokens(), "the cancelled waiter took no token")
 }
@@ -491,9 +447,9 @@ func TestSemaphoreCancelFiredAcquireDoesNothing(t *testing.T) {
 	s := NewSemaphore(2)
 	d := s.Acquire()
 	d.Cancel()
-	o := primWatch(d)
-	require.True(t, o.fired)
-	assert.Nil(t, o.f)
+	o := Capture(d)
+	require.True(t, o.Fired)
+	assert.Nil(t, o.Failure)
 	assert.Equal(t, 1, s.Tokens(), "the token stays taken")
 	s.Release()
 	assert.Equal(t, 2, s.Tokens())
@@ -535,7 +491,7 @@ func TestSemaphoreConcurrentNeverMoreThanLimitHolders(t *testing.T) {
 				if (g+i)%5 == 0 {
 					d.Cancel()
 				}
-				_, f := primWait(t, d)
+				_, f := Capture(d).Wait(t)
 				if f != nil {
 					assert.ErrorIs(t, f, ErrCancelled)
 					continue
@@ -560,9 +516,9 @@ func TestSemaphoreRunLimitedBoundsConcurrentRuns(t *testing.T) {
 	s := NewSemaphore(2)
 	inners := make([]*Deferred[int], 5)
 	var started []int
-	outs := make([]*primOutcome[int], 5)
+	outs := make([]*Captured[int], 5)
 	for i := range 5 {
-		outs[i] = primWatch(RunLimited(s, func() *Deferred[int] {
+		outs[i] = Capture(RunLimited(s, func() *Deferred[int] {
 			started = append(started, i)
 			inners[i] = New[int]()
 			return inners[i]
@@ -571,26 +527,26 @@ func TestSemaphoreRunLimitedBoundsConcurrentRuns(t *testing.T) {
 	assert.Equal(t, []int{0, 1}, started, "only Limit runs start")
 	require.NoError(t, inners[1].Callback(10))
 	assert.Equal(t, []int{0, 1, 2}, started, "a settled run lets the oldest waiting one start")
-	assert.True(t, outs[1].fired)
-	assert.Equal(t, 10, outs[1].v)
+	assert.True(t, outs[1].Fired)
+	assert.Equal(t, 10, outs[1].Value)
 	require.NoError(t, inners[0].Errback(errors.New("x")))
 	assert.Equal(t, []int{0, 1, 2, 3}, started, "a failed run releases its token too")
-	require.True(t, outs[0].fired)
-	assert.NotNil(t, outs[0].f)
+	require.True(t, outs[0].Fired)
+	assert.NotNil(t, outs[0].Failure)
 	require.NoError(t, inners[2].Callback(2))
 	require.NoError(t, inners[3].Callback(3))
 	require.NoError(t, inners[4].Callback(4))
 	for i := 2; i < 5; i++ {
-		assert.Equal(t, i, outs[i].v)
+		assert.Equal(t, i, outs[i].Value)
 	}
 	assert.Equal(t, 2, s.Tokens())
 }
 
 func TestSemaphoreRunLimitedReleasesOnPanic(t *testing.T) {
 	s := NewSemaphore(1)
-	o := primWatch(RunLimited(s, func() *Deferred[int] { panic(errors.New("bad")) }))
-	require.True(t, o.fired)
-	_, ok := o.f.PanicValue()
+	o := Capture(RunLimited(s, func() *Deferred[int] { panic(errors.New("bad")) }))
+	require.True(t, o.Fired)
+	_, ok := o.Failure.PanicValue()
 	assert.True(t, ok)
 	assert.Equal(t, 1, s.Tokens())
 }
@@ -608,7 +564,7 @@ func TestSemaphoreRunLimitedConcurrentWithForeignReleases(t *testing.T) {
 		callers.Add(1)
 		go func() {
 			defer callers.Done()
-			v, f := primWait(t, RunLimited(s, func() *Deferred[int] {
+			v, f := Capture(RunLimited(s, func() *Deferred[int] {
 				if n := inside.Add(1); n > limit {
 					t.Errorf("%d runs at once under RunLimited with limit %d", n, limit)
 				}
@@ -621,7 +577,7 @@ func TestSemaphoreRunLimitedConcurrentWithForeignReleases(t *testing.T) {
 					assert.NoError(t, d.Callback(i))
 				}()
 				return d
-			}))
+			})).Wait(t)
 			assert.Nil(t, f)
 			results <- v
 		}()

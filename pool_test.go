@@ -145,10 +145,10 @@ func TestPoolCancelQueuedJobRemovesIt(t *testing.T) {
 		var ran atomic.Bool
 		queued := Submit(p, t.Context(), func(context.Context) (int, error) { ran.Store(true); return 2, nil })
 		last := Submit(p, t.Context(), func(context.Context) (int, error) { return 3, nil })
-		out := timeCapture(queued)
+		out := Capture(queued)
 
 		queued.Cancel()
-		fired, _, f := out.get()
+		fired, _, f := out.Get()
 		require.True(t, fired, "Cancel did not fail the queued job at once")
 		assert.ErrorIs(t, f, ErrCancelled)
 		p.mu.Lock()
@@ -178,11 +178,11 @@ func TestPoolCancelRunningJobCancelsItsContext(t *testing.T) {
 			return 99, nil
 		})
 		next := Submit(p, t.Context(), func(context.Context) (int, error) { return 2, nil })
-		out := timeCapture(running)
+		out := Capture(running)
 		synctest.Wait()
 
 		running.Cancel()
-		fired, _, f := out.get()
+		fired, _, f := out.Get()
 		require.True(t, fired, "Cancel did not fail the running job at once")
 		assert.ErrorIs(t, f, ErrCancelled)
 
@@ -191,7 +191,7 @@ func TestPoolCancelRunningJobCancelsItsContext(t *testing.T) {
 		assert.Equal(t, 2, v)
 		p.Wait()
 		assert.Equal(t, context.Canceled, ctxErr.Load())
-		_, v, f = out.get()
+		_, v, f = out.Get()
 		assert.ErrorIs(t, f, ErrCancelled, "the late result replaced the cancellation")
 		assert.Zero(t, v)
 	})

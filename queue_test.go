@@ -17,27 +17,27 @@ func TestQueueGetFiresAtOnceWithStoredValuesInOrder(t *testing.T) {
 	}
 	assert.Equal(t, 20, q.Len())
 	for i := range 20 {
-		o := primWatch(q.Get())
-		require.True(t, o.fired, "a stored value fires Get at once")
-		assert.Equal(t, i, o.v)
+		o := Capture(q.Get())
+		require.True(t, o.Fired, "a stored value fires Get at once")
+		assert.Equal(t, i, o.Value)
 	}
 	assert.Equal(t, 0, q.Len())
 }
 
 func TestQueuePutGoesToWaitingGetsFIFO(t *testing.T) {
 	q := NewQueue[string](0, 0)
-	outs := make([]*primOutcome[string], 3)
+	outs := make([]*Captured[string], 3)
 	for i := range outs {
-		outs[i] = primWatch(q.Get())
-		assert.False(t, outs[i].fired)
+		outs[i] = Capture(q.Get())
+		assert.False(t, outs[i].Fired)
 	}
 	assert.Equal(t, 3, q.Waiting())
 	for _, v := range []string{"a", "b", "c"} {
 		require.NoError(t, q.Put(v))
 	}
 	for i, want := range []string{"a", "b", "c"} {
-		require.True(t, outs[i].fired, "Put fires the waiting Get on the putting goroutine")
-		assert.Equal(t, want, outs[i].v)
+		require.True(t, outs[i].Fired, "Put fires the waiting Get on the putting goroutine")
+		assert.Equal(t, want, outs[i].Value)
 	}
 	assert.Equal(t, 0, q.Len(), "handed-over values are not stored")
 	assert.Equal(t, 0, q.Waiting())
@@ -54,11 +54,11 @@ func TestQueueZeroValueAndNonPositiveLimitsAreUnlimited(t *testing.T) {
 		}
 		assert.Equal(t, 1000, q.Len(), name)
 		for i := range 1000 {
-			assert.Equal(t, i, primWatch(q.Get()).v, name)
+			assert.Equal(t, i, Capture(q.Get()).Value, name)
 		}
 		for range 1000 {
-			o := primWatch(q.Get())
-			require.False(t, o.fired, "%s: an unlimited backlog lets every Get wait", name)
+			o := Capture(q.Get())
+			require.False(t, o.Fired, "%s: an unlimited backlog lets every Get wait", name)
 		}
 		assert.Equal(t, 1000, q.Waiting(), name)
 	}
@@ -71,67 +71,67 @@ func TestQueuePutOverSizeFailsWithErrQueueFull(t *testing.T) {
 	err := q.Put(3)
 	require.ErrorIs(t, err, ErrQueueFull)
 	assert.Equal(t, 2, q.Len(), "the refused value is not stored")
-	assert.Equal(t, 1, primWatch(q.Get()).v)
+	assert.Equal(t, 1, Capture(q.Get()).Value)
 	require.NoError(t, q.Put(3), "room again after a Get")
-	assert.Equal(t, 2, primWatch(q.Get()).v)
-	assert.Equal(t, 3, primWatch(q.Get()).v)
+	assert.Equal(t, 2, Capture(q.Get()).Value)
+	assert.Equal(t, 3, Capture(q.Get()).Value)
 }
 
 func TestQueuePutWithWaitingGetIgnoresSize(t *testing.T) {
 	// Twisted: a waiting Get takes the value before size is checked.
 	q := NewQueue[int](1, 0)
-	o := primWatch(q.Get())
+	o := Capture(q.Get())
 	require.NoError(t, q.Put(1))
-	assert.Equal(t, 1, o.v)
+	assert.Equal(t, 1, o.Value)
 	require.NoError(t, q.Put(2))
 	assert.ErrorIs(t, q.Put(3), ErrQueueFull)
 }
 
 func TestQueueGetOverBacklogFailsWithErrQueueBacklog(t *testing.T) {
 	q := NewQueue[int](0, 2)
-	o1 := primWatch(q.Get())
-	o2 := primWatch(q.Get())
-	o3 := primWatch(q.Get())
-	require.True(t, o3.fired, "the Get over the backlog has already failed")
-	require.NotNil(t, o3.f)
-	assert.ErrorIs(t, o3.f, ErrQueueBacklog)
+	o1 := Capture(q.Get())
+	o2 := Capture(q.Get())
+	o3 := Capture(q.Get())
+	require.True(t, o3.Fired, "the Get over the backlog has already failed")
+	require.NotNil(t, o3.Failure)
+	assert.ErrorIs(t, o3.Failure, ErrQueueBacklog)
 	assert.Equal(t, 2, q.Waiting(), "the refused Get does not wait")
 	require.NoError(t, q.Put(1))
 	require.NoError(t, q.Put(2))
-	assert.Equal(t, 1, o1.v)
-	assert.Equal(t, 2, o2.v)
+	assert.Equal(t, 1, o1.Value)
+	assert.Equal(t, 2, o2.Value)
 
 	require.NoError(t, q.Put(3))
-	assert.Equal(t, 3, primWatch(q.Get()).v, "a stored value is served whatever the backlog")
+	assert.Equal(t, 3, Capture(q.Get()).Value, "a stored value is served whatever the backlog")
 }
 
 func TestQueueCancelPendingGetRemovesIt(t *testing.T) {
 	q := NewQueue[int](0, 2)
 	d1 := q.Get()
-	o1 := primWatch(d1)
-	o2 := primWatch(q.Get())
+	o1 := Capture(d1)
+	o2 := Capture(q.Get())
 	d1.Cancel()
-	require.True(t, o1.fired)
-	assert.ErrorIs(t, o1.f, ErrCancelled)
+	require.True(t, o1.Fired)
+	assert.ErrorIs(t, o1.Failure, ErrCancelled)
 	assert.Equal(t, 1, q.Waiting())
 
-	o3 := primWatch(q.Get())
-	assert.False(t, o3.fired, "the cancelled Get freed its backlog slot")
+	o3 := Capture(q.Get())
+	assert.False(t, o3.Fired, "the cancelled Get freed its backlog slot")
 
 	require.NoError(t, q.Put(10))
-	assert.Equal(t, 10, o2.v, "the value goes to the next waiter")
+	assert.Equal(t, 10, o2.Value, "the value goes to the next waiter")
 	require.NoError(t, q.Put(11))
-	assert.Equal(t, 11, o3.v)
+	assert.Equal(t, 11, o3.Value)
 }
 
 func TestQueueCancelOnlyGetThenPutStores(t *testing.T) {
 	q := NewQueue[int](0, 0)
 	d := q.Get()
 	d.Cancel()
-	assert.ErrorIs(t, primWatch(d).f, ErrCancelled) // handled: not reported
+	assert.ErrorIs(t, Capture(d).Failure, ErrCancelled) // handled: not reported
 	require.NoError(t, q.Put(5))
 	assert.Equal(t, 1, q.Len(), "no waiter left: the value is stored")
-	assert.Equal(t, 5, primWatch(q.Get()).v)
+	assert.Equal(t, 5, Capture(q.Get()).Value)
 }
 
 func TestQueueCancelFiredGetDoesNothing(t *testing.T) {
@@ -139,10 +139,10 @@ func TestQueueCancelFiredGetDoesNothing(t *testing.T) {
 	require.NoError(t, q.Put(1))
 	d := q.Get()
 	d.Cancel()
-	o := primWatch(d)
-	require.True(t, o.fired)
-	assert.Nil(t, o.f)
-	assert.Equal(t, 1, o.v)
+	o := Capture(d)
+	require.True(t, o.Fired)
+	assert.Nil(t, o.Failure)
+	assert.Equal(t, 1, o.Value)
 	assert.Equal(t, 0, q.Len(), "the value is not put back")
 }
 
@@ -150,17 +150,17 @@ func TestQueueGetInsideHandOffQueuesBehindWaiters(t *testing.T) {
 	// w1's callback puts a value and makes a new Get: the value belongs to
 	// w2, which waited first.
 	q := NewQueue[string](0, 0)
-	var w3 *primOutcome[string]
+	var w3 *Captured[string]
 	q.Get().AddCallback(func(v string) (string, error) {
 		assert.NoError(t, q.Put("b"))
-		w3 = primWatch(q.Get())
+		w3 = Capture(q.Get())
 		return v, nil
 	})
-	w2 := primWatch(q.Get())
+	w2 := Capture(q.Get())
 	require.NoError(t, q.Put("a"))
-	assert.Equal(t, "b", w2.v)
+	assert.Equal(t, "b", w2.Value)
 	require.NotNil(t, w3)
-	assert.False(t, w3.fired)
+	assert.False(t, w3.Fired)
 	assert.Equal(t, 1, q.Waiting())
 }
 
@@ -173,15 +173,15 @@ func TestQueueSizeCountsOnlyValuesNotPromisedToGets(t *testing.T) {
 		errs = append(errs, q.Put(100), q.Put(101), q.Put(102))
 		return v, nil
 	})
-	w2 := primWatch(q.Get())
+	w2 := Capture(q.Get())
 	require.NoError(t, q.Put(0))
 	require.Len(t, errs, 3)
 	assert.NoError(t, errs[0], "100 goes to the waiting w2")
 	assert.NoError(t, errs[1], "101 is stored: size 1")
 	assert.ErrorIs(t, errs[2], ErrQueueFull)
-	assert.Equal(t, 100, w2.v)
+	assert.Equal(t, 100, w2.Value)
 	assert.Equal(t, 1, q.Len())
-	assert.Equal(t, 101, primWatch(q.Get()).v)
+	assert.Equal(t, 101, Capture(q.Get()).Value)
 }
 
 func TestQueueWaiterFiredElsewhereLosesNoValue(t *testing.T) {
@@ -191,17 +191,17 @@ func TestQueueWaiterFiredElsewhereLosesNoValue(t *testing.T) {
 	q := NewQueue[int](0, 0)
 	d := q.Get()
 	require.NoError(t, d.Callback(-1))
-	o := primWatch(q.Get())
+	o := Capture(q.Get())
 	require.NoError(t, q.Put(1))
-	assert.Equal(t, 1, o.v, "the value skips the fired waiter")
+	assert.Equal(t, 1, o.Value, "the value skips the fired waiter")
 
 	d2 := q.Get()
 	require.NoError(t, d2.Callback(-2))
 	require.NoError(t, q.Put(2))
 	require.NoError(t, q.Put(3))
 	assert.Equal(t, 2, q.Len())
-	assert.Equal(t, 2, primWatch(q.Get()).v, "the returned value keeps its place")
-	assert.Equal(t, 3, primWatch(q.Get()).v)
+	assert.Equal(t, 2, Capture(q.Get()).Value, "the returned value keeps its place")
+	assert.Equal(t, 3, Capture(q.Get()).Value)
 }
 
 func TestQueueRingMatchesSliceModel(t *testing.T) {
@@ -259,7 +259,7 @@ func TestQueueHandOffToManyPuttingGetsDoesNotGrowStack(t *testing.T) {
 	}
 	assert.Equal(t, 0, q.Waiting())
 	assert.Equal(t, 1, q.Len(), "the last waiter's Put is stored")
-	assert.Equal(t, primManyWaiters, primWatch(q.Get()).v)
+	assert.Equal(t, primManyWaiters, Capture(q.Get()).Value)
 }
 
 func TestQueueConcurrentPutGetDeliversEachValueOnce(t *testing.T) {
@@ -300,7 +300,7 @@ func TestQueueConcurrentPutGetDeliversEachValueOnce(t *testing.T) {
 				if (c+tries)%6 == 0 {
 					d.Cancel() // pending: withdrawn; already fired: keeps its value
 				}
-				v, f := primWait(t, d)
+				v, f := Capture(d).Wait(t)
 				if f != nil {
 					if !errors.Is(f, ErrCancelled) {
 						t.Errorf("Get: %v", f)

@@ -557,7 +557,7 @@ func TestThenLongLivedTailDoesNotGrow(t *testing.T) {
 		tail = ThenDeferred(tail, func(v int) *Deferred[int] { return Succeed(v + 1) })
 	}
 	after := heap()
-	v, f := coreResult(t, tail)
+	v, f := Capture(tail).Now(t)
 	require.Nil(t, f)
 	assert.Equal(t, steps, v)
 	assert.Less(t, int64(after)-int64(before), int64(2<<20), "the heap grew by %d KiB", (int64(after)-int64(before))/1024)

@@ -14,33 +14,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// timeOutcome records what reaches the end of a chain, from any goroutine.
-type timeOutcome[T any] struct {
-	mu    sync.Mutex
-	fired bool
-	value T
-	fail  *Failure
-}
-
-// timeCapture adds a last stage to d that records its result and consumes
-// it, so no failure of the test is reported as unhandled.
-func timeCapture[T any](d *Deferred[T]) *timeOutcome[T] {
-	o := new(timeOutcome[T])
-	d.AddBoth(func(v T, f *Failure) (T, error) {
-		o.mu.Lock()
-		o.fired, o.value, o.fail = true, v, f
-		o.mu.Unlock()
-		return zeroOf[T](), nil
-	})
-	return o
-}
-
-func (o *timeOutcome[T]) get() (fired bool, v T, f *Failure) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.fired, o.value, o.fail
-}
-
 // timerLog records the timers the package starts, so that a test can
 // check that they are stopped.
 type timerLog struct {
@@ -84,16 +57,16 @@ func TestTimeoutPendingDeferredFailsWithErrTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		d := New[int]()
 		require.Same(t, d, d.AddTimeout(5*time.Second))
-		out := timeCapture(d)
+		out := Capture(d)
 
 		time.Sleep(5*time.Second - time.Nanosecond)
 		synctest.Wait()
-		fired, _, _ := out.get()
+		fired, _, _ := out.Get()
 		require.False(t, fired, "timed out early")
 
 		time.Sleep(time.Nanosecond)
 		synctest.Wait()
-		fired, _, f := out.get()
+		fired, _, f := out.Get()
 		require.True(t, fired)
 		require.NotNil(t, f)
 		assert.ErrorIs(t, f, ErrTimeout)
@@ -122,13 +95,13 @@ func TestTimeoutFiringInTimeStopsTheTimer(t *testing.T) {
 		var innerCancelled atomic.Bool
 		inner := NewWithCanceller(func(*Deferred[int]) { innerCancelled.Store(true) })
 		d.AddCallbackDeferred(func(int) *Deferred[int] { return inner })
-		out := timeCapture(d)
+		out := Capture(d)
 		time.Sleep(time.Hour)
 		synctest.Wait()
 		assert.False(t, innerCancelled.Load())
 
 		require.NoError(t, inner.Callback(8))
-		fired, v, f := out.get()
+		fired, v, f := out.Get()
 		require.True(t, fired)
 		assert.Nil(t, f)
 		assert.Equal(t, 8, v)
@@ -140,7 +113,7 @@ func TestTimeoutOnFiredDeferredStartsNoTimer(t *testing.T) {
 		timers := watchTimers(t).all
 		d := Succeed(3).AddTimeout(time.Second)
 		assert.Empty(t, timers())
-		fired, v, f := timeCapture(d).get()
+		fired, v, f := Capture(d).Get()
 		require.True(t, fired)
 		assert.Nil(t, f)
 		assert.Equal(t, 3, v)
@@ -150,10 +123,10 @@ func TestTimeoutOnFiredDeferredStartsNoTimer(t *testing.T) {
 func TestTimeoutCancellerValueWins(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		d := NewWithCanceller(func(d *Deferred[string]) { _ = d.Callback("from canceller") })
-		out := timeCapture(d.AddTimeout(time.Second))
+		out := Capture(d.AddTimeout(time.Second))
 		time.Sleep(time.Second)
 		synctest.Wait()
-		fired, v, f := out.get()
+		fired, v, f := out.Get()
 		require.True(t, fired)
 		assert.Nil(t, f)
 		assert.Equal(t, "from canceller", v)
@@ -164,10 +137,10 @@ func TestTimeoutCancellerOtherFailurePasses(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		errOwn := errors.New("canceller's own error")
 		d := NewWithCanceller(func(d *Deferred[int]) { _ = d.Errback(errOwn) })
-		out := timeCapture(d.AddTimeout(time.Second))
+		out := Capture(d.AddTimeout(time.Second))
 		time.Sleep(time.Second)
 		synctest.Wait()
-		fired, _, f := out.get()
+		fired, _, f := out.Get()
 		require.True(t, fired)
 		require.NotNil(t, f)
 		assert.ErrorIs(t, f, errOwn)
@@ -179,10 +152,10 @@ func TestTimeoutCancellationNotByTheTimerStaysCancelled(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		timers := watchTimers(t).all
 		d := New[int]().AddTimeout(5 * time.Second)
-		out := timeCapture(d)
+		out := Capture(d)
 		time.Sleep(time.Second)
 		d.Cancel()
-		fired, _, f := out.get()
+		fired, _, f := out.Get()
 		require.True(t, fired)
 		assert.ErrorIs(t, f, ErrCancelled)
 		assert.NotErrorIs(t, f, ErrTimeout)
@@ -194,11 +167,11 @@ func TestTimeoutCoversDeferredAnEarlierStageWaitsFor(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		inner := New[int]()
 		d := Succeed(1).AddCallbackDeferred(func(int) *Deferred[int] { return inner })
-		out := timeCapture(d.AddTimeout(2 * time.Second))
+		out := Capture(d.AddTimeout(2 * time.Second))
 		time.Sleep(2 * time.Second)
 		synctest.Wait()
 		assert.True(t, inner.Called(), "the timeout did not cancel the inner Deferred")
-		fired, _, f := out.get()
+		fired, _, f := out.Get()
 		require.True(t, fired)
 		assert.ErrorIs(t, f, ErrTimeout)
 	})
@@ -223,17 +196,17 @@ func TestTimeoutZeroTimesOutAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		timers := watchTimers(t).all
 		d := New[int]()
-		out := timeCapture(d.AddTimeout(0))
+		out := Capture(d.AddTimeout(0))
 		// No timer, no waiting: done on the calling goroutine.
 		assert.Empty(t, timers())
-		fired, _, f := out.get()
+		fired, _, f := out.Get()
 		require.True(t, fired)
 		assert.ErrorIs(t, f, ErrTimeout)
 	})
 }
 
 func TestTimeoutZeroOnFiredDeferredPasses(t *testing.T) {
-	fired, v, f := timeCapture(Succeed(4).AddTimeout(0)).get()
+	fired, v, f := Capture(Succeed(4).AddTimeout(0)).Get()
 	require.True(t, fired)
 	assert.Nil(t, f)
 	assert.Equal(t, 4, v)
@@ -264,7 +237,7 @@ func TestTimeoutRaceWithFiringNeverCancelsLaterStage(t *testing.T) {
 			var innerCancelled atomic.Bool
 			inner := NewWithCanceller(func(*Deferred[int]) { innerCancelled.Store(true) })
 			d.AddCallbackDeferred(func(int) *Deferred[int] { return inner })
-			out := timeCapture(d)
+			out := Capture(d)
 
 			go func() {
 				time.Sleep(time.Second) // wakes with the timer
@@ -274,7 +247,7 @@ func TestTimeoutRaceWithFiringNeverCancelsLaterStage(t *testing.T) {
 			synctest.Wait()
 
 			require.False(t, innerCancelled.Load(), "the timer cancelled a stage after the timeout")
-			fired, _, f := out.get()
+			fired, _, f := out.Get()
 			if fired {
 				// The timer won outright: d timed out.
 				require.ErrorIs(t, f, ErrTimeout)
@@ -282,7 +255,7 @@ func TestTimeoutRaceWithFiringNeverCancelsLaterStage(t *testing.T) {
 			}
 			// The producer got there first, wholly or in part.
 			require.NoError(t, inner.Callback(2))
-			fired, v, f := out.get()
+			fired, v, f := out.Get()
 			require.True(t, fired)
 			require.Nil(t, f)
 			require.Equal(t, 2, v)
@@ -300,7 +273,7 @@ func TestLaterFiresWithResultAfterDelay(t *testing.T) {
 			ranAt = time.Since(start)
 			return "done", nil
 		})
-		out := timeCapture(d)
+		out := Capture(d)
 
 		time.Sleep(3*time.Second - time.Nanosecond)
 		synctest.Wait()
@@ -311,7 +284,7 @@ func TestLaterFiresWithResultAfterDelay(t *testing.T) {
 		synctest.Wait()
 		assert.Equal(t, int32(1), calls.Load())
 		assert.Equal(t, 3*time.Second, ranAt)
-		fired, v, f := out.get()
+		fired, v, f := out.Get()
 		require.True(t, fired)
 		assert.Nil(t, f)
 		assert.Equal(t, "done", v)
@@ -321,16 +294,16 @@ func TestLaterFiresWithResultAfterDelay(t *testing.T) {
 func TestLaterErrorAndPanicBecomeFailures(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		errBoom := errors.New("boom")
-		e := timeCapture(Later(time.Second, func() (int, error) { return 0, errBoom }))
-		p := timeCapture(Later(time.Second, func() (int, error) { panic("kaboom") }))
+		e := Capture(Later(time.Second, func() (int, error) { return 0, errBoom }))
+		p := Capture(Later(time.Second, func() (int, error) { panic("kaboom") }))
 		time.Sleep(time.Second)
 		synctest.Wait()
 
-		fired, _, f := e.get()
+		fired, _, f := e.Get()
 		require.True(t, fired)
 		assert.ErrorIs(t, f, errBoom)
 
-		fired, _, f = p.get()
+		fired, _, f = p.Get()
 		require.True(t, fired)
 		require.NotNil(t, f)
 		pv, ok := f.PanicValue()
@@ -344,11 +317,11 @@ func TestLaterCancelStopsTimerAndFNeverRuns(t *testing.T) {
 		timers := watchTimers(t).all
 		var calls atomic.Int32
 		d := Later(5*time.Second, func() (int, error) { calls.Add(1); return 1, nil })
-		out := timeCapture(d)
+		out := Capture(d)
 
 		time.Sleep(2 * time.Second)
 		d.Cancel()
-		fired, _, f := out.get()
+		fired, _, f := out.Get()
 		require.True(t, fired, "Cancel did not fail the Deferred at once")
 		assert.ErrorIs(t, f, ErrCancelled)
 		assert.False(t, timers()[0].Stop(), "Cancel did not stop the timer")
@@ -380,10 +353,10 @@ func TestLaterZeroDelayRunsOnTimerGoroutineWithoutWaiting(t *testing.T) {
 		// Were f called inside Later, it would block there for ever and
 		// synctest would report the deadlock.
 		d := Later(0, func() (int, error) { <-release; return 9, nil })
-		out := timeCapture(d)
+		out := Capture(d)
 		close(release)
 		synctest.Wait()
-		fired, v, f := out.get()
+		fired, v, f := out.Get()
 		require.True(t, fired)
 		assert.Nil(t, f)
 		assert.Equal(t, 9, v)
