@@ -187,13 +187,3 @@ func TestAwaitFromManyGoroutinesOnDifferentDeferreds(t *testing.T) {
 		assert.Equal(t, int64(49*50/2), sum.Load())
 	})
 }
-
-func TestAwaitMisusePanics(t *testing.T) {
-	require.PanicsWithValue(t, "deferred: Await called with a nil context.Context", func() {
-		//lint:ignore SA1012 the nil context is the point
-		_, _ = New[int]().Await(nil)
-	})
-	d := New[int]()
-	Then(d, func(int) (int, error) { return 0, nil })
-	require.PanicsWithValue(t, handedOverMessage("Await"), func() { _, _ = d.Await(context.Background()) })
-}

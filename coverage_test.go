@@ -91,35 +91,3 @@ func TestCoverAddBothPassThroughOfNilFailure(t *testing.T) {
 	require.NoError(t, e.Errback(errX))
 	assert.ErrorIs(t, gotF, errX)
 }
-
-// TestCoverListPanicLeavesEarlierInputsAlone: List panics on a handed-over
-// input; the stage it had already added to an earlier, pending input then
-// passes that input's later value on unchanged, as List's doc comment says
-// ("the inputs' results are then left as they were").
-func TestCoverListPanicLeavesEarlierInputsAlone(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		combine func(ds ...*Deferred[int])
-	}{
-		{"List", func(ds ...*Deferred[int]) { List(ds...) }},
-		{"Gather", func(ds ...*Deferred[int]) { Gather(ds...) }},
-		{"Race", func(ds ...*Deferred[int]) { Race(ds...) }},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			a := New[int]()
-			b := New[int]()
-			Then(b, func(v int) (int, error) { return v, nil })
-			require.Panics(t, func() { tc.combine(a, b) })
-
-			var got int
-			var gotF *Failure
-			a.AddBoth(func(v int, f *Failure) (int, error) {
-				got, gotF = v, f
-				return 0, nil
-			})
-			require.NoError(t, a.Callback(3))
-			assert.Nil(t, gotF)
-			assert.Equal(t, 3, got)
-		})
-	}
-}

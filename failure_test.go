@@ -104,10 +104,6 @@ func TestFailureNewFailureOfFailureIsSame(t *testing.T) {
 	assert.Same(t, f, NewFailure(err))
 }
 
-func TestFailureNewFailureNilPanics(t *testing.T) {
-	require.PanicsWithValue(t, "deferred: NewFailure called with a nil error", func() { NewFailure(nil) })
-}
-
 func TestFailureStageReturnsSamePointer(t *testing.T) {
 	sent := NewFailure(io.EOF)
 	var seen []*Failure

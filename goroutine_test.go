@@ -117,14 +117,3 @@ func TestGoCancelAfterFReturnedChangesNothing(t *testing.T) {
 		assert.Equal(t, 5, v)
 	})
 }
-
-func TestGoMisusePanics(t *testing.T) {
-	f := func(context.Context) (int, error) { return 0, nil }
-	require.PanicsWithValue(t, "deferred: Go called with a nil context.Context", func() {
-		//lint:ignore SA1012 the nil context is the point
-		Go(nil, f)
-	})
-	require.PanicsWithValue(t, "deferred: Go called with a nil function", func() {
-		Go[int](context.Background(), nil)
-	})
-}

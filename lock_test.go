@@ -4,7 +4,6 @@ import (
 	"errors"
 	"runtime"
 	"runtime/debug"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -104,15 +103,6 @@ func TestLockAcquireInsideHandOffQueuesBehindWaiters(t *testing.T) {
 	l.Release()
 	assert.Equal(t, []string{"a", "b", "a again"}, order)
 	assert.False(t, l.Locked())
-}
-
-func TestLockReleaseUnlockedPanics(t *testing.T) {
-	var l Lock
-	require.PanicsWithValue(t, "deferred: Release of a Lock that is not locked", l.Release)
-	l.Acquire()
-	l.Release()
-	require.PanicsWithValue(t, "deferred: Release of a Lock that is not locked", l.Release,
-		"a second Release is the same misuse")
 }
 
 func TestLockCancelPendingAcquireRemovesWaiter(t *testing.T) {
@@ -324,33 +314,6 @@ func TestLockRunLockedCancelAfterStartCancelsF(t *testing.T) {
 	assert.False(t, l.Locked())
 }
 
-func TestLockRunLockedMisusePanics(t *testing.T) {
-	f := func() *Deferred[int] { return Succeed(1) }
-	require.PanicsWithValue(t, "deferred: RunLocked called with a nil *Lock", func() { RunLocked(nil, f) })
-	require.PanicsWithValue(t, "deferred: RunLocked called with a nil function", func() { RunLocked[int](NewLock(), nil) })
-}
-
-func TestSemaphoreNewPanicsBelowOne(t *testing.T) {
-	for _, n := range []int{0, -1} {
-		func() {
-			defer func() {
-				p := recover()
-				require.NotNil(t, p, "NewSemaphore(%d) must panic", n)
-				msg, _ := p.(string)
-				assert.True(t, strings.HasPrefix(msg, "deferred: NewSemaphore"), msg)
-				assert.Contains(t, msg, "at least 1")
-			}()
-			NewSemaphore(n)
-		}()
-	}
-}
-
-func TestSemaphoreZeroValuePanics(t *testing.T) {
-	var s Semaphore
-	require.PanicsWithValue(t, "deferred: Semaphore used without NewSemaphore (the zero Semaphore has no tokens)",
-		func() { s.Acquire() })
-}
-
 func TestSemaphoreAcquireUpToLimitThenWaits(t *testing.T) {
 	s := NewSemaphore(3)
 	assert.Equal(t, 3, s.Limit())
@@ -372,16 +335,6 @@ func TestSemaphoreAcquireUpToLimitThenWaits(t *testing.T) {
 		s.Release()
 	}
 	assert.Equal(t, 3, s.Tokens())
-}
-
-func TestSemaphoreReleaseBeyondLimitPanics(t *testing.T) {
-	s := NewSemaphore(2)
-	const msg = "deferred: Release of a Semaphore with no token held (more Releases than Acquires)"
-	require.PanicsWithValue(t, msg, s.Release)
-	s.Acquire()
-	s.Release()
-	require.PanicsWithValue(t, msg, s.Release)
-	assert.Equal(t, 2, s.Tokens(), "the bad Release changed nothing")
 }
 
 func TestSemaphoreWaitersAreServedFIFO(t *testing.T) {
@@ -591,10 +544,4 @@ func TestSemaphoreRunLimitedConcurrentWithForeignReleases(t *testing.T) {
 	}
 	assert.Len(t, seen, runs, "every run delivered its own result")
 	assert.Equal(t, limit, s.Tokens())
-}
-
-func TestSemaphoreRunLimitedMisusePanics(t *testing.T) {
-	f := func() *Deferred[int] { return Succeed(1) }
-	require.PanicsWithValue(t, "deferred: RunLimited called with a nil *Semaphore", func() { RunLimited(nil, f) })
-	require.PanicsWithValue(t, "deferred: RunLimited called with a nil function", func() { RunLimited[int](NewSemaphore(1), nil) })
 }

@@ -63,12 +63,12 @@ func misuseFailureOf[T any](d *deferred.Deferred[T]) error {
 	return errors.New("the Deferred did not fail")
 }
 
-// misuseCase is one bad input. Exactly one of panics, is and text is set:
-// panics is what the panic message must name (after the package prefix),
-// is the exported sentinel the error must match, text what the message of
-// an error with no sentinel must hold.
+// misuseCase is one bad input. One of panics, is and text is set, or is
+// and text together: panics is the whole panic message after the package
+// prefix, is the exported sentinel the error must match, text what the
+// error's message must hold after the prefix.
 type misuseCase struct {
-	fn     string // the doc comment to check: "Maybe", "Deferred.AddCallback", "web.GetPage"
+	fn     string // the doc comment to check: "Maybe", "Deferred.AddCallback", "web.GetPage", "Deferred" (the type's)
 	name   string
 	run    func() error
 	panics string
@@ -77,26 +77,156 @@ type misuseCase struct {
 	// doc is what fn's doc comment says about this input (case ignored);
 	// empty where the doc comment is silent, which the test lists.
 	doc string
+	// intact, if set, runs after run and says what the misuse changed
+	// that it must not have: a misuse answered by a panic adds nothing.
+	intact func() error
+}
+
+// misuseOnNew is c, a misuse of a new Deferred by use, which must leave
+// that Deferred as it was: it still fires and passes its value on.
+func misuseOnNew(c misuseCase, use func(d *deferred.Deferred[int])) misuseCase {
+	d := deferred.New[int]()
+	c.run = func() error { use(d); return nil }
+	c.intact = func() error { return misuseStillPasses(d, 2) }
+	return c
+}
+
+// misuseStillPasses fires d with v and checks that v reaches the end of
+// its chain as a value.
+func misuseStillPasses(d *deferred.Deferred[int], v int) error {
+	if err := d.Callback(v); err != nil {
+		return err
+	}
+	if fired, got, f := deferred.Capture(d).Get(); !fired || f != nil || got != v {
+		return fmt.Errorf("Callback(%d) reached the end as (fired %v, %d, %v)", v, fired, got, f)
+	}
+	return nil
+}
+
+var (
+	errMisuseA = errors.New("misuse test error A")
+	errMisuseB = errors.New("misuse test error B")
+)
+
+// misuseInputs is c, a combinator given a bad input after good ones,
+// which must leave the good inputs' results as they were (List: "the
+// inputs' results are then left as they were"): a failed input keeps its
+// failure, a pending one (given twice) its later value, another pending one
+// its later failure. The bad input is the fifth, input 4.
+func misuseInputs(c misuseCase, combine func(...*deferred.Deferred[int]), bad *deferred.Deferred[int]) misuseCase {
+	failed, pendingV, pendingF := deferred.Fail[int](errMisuseA), deferred.New[int](), deferred.New[int]()
+	c.run = func() error { combine(failed, pendingV, pendingF, pendingV, bad); return nil }
+	c.intact = func() error {
+		if err := misuseFailureOf(failed); !errors.Is(err, errMisuseA) {
+			return fmt.Errorf("the failed input's failure was consumed: %w", err)
+		}
+		if err := misuseStillPasses(pendingV, 3); err != nil {
+			return fmt.Errorf("the pending input: %w", err)
+		}
+		if err := pendingF.Errback(errMisuseB); err != nil {
+			return err
+		}
+		if err := misuseFailureOf(pendingF); !errors.Is(err, errMisuseB) {
+			return fmt.Errorf("the pending input's failure was consumed: %w", err)
+		}
+		return nil
+	}
+	return c
+}
+
+// misuseHandOvers are the two ways a Deferred's chain is handed over.
+var misuseHandOvers = []struct {
+	name     string
+	handOver func(*deferred.Deferred[int])
+}{
+	{"Then", func(d *deferred.Deferred[int]) { deferred.Then(d, misuseToString) }},
+	{"ThenDeferred", func(d *deferred.Deferred[int]) { deferred.ThenDeferred(d, misuseToDef) }},
+}
+
+// misuseAfterHandOver is every use of a Deferred that its chain's hand-over
+// forbids, each answered by a panic naming the method.
+func misuseAfterHandOver() []misuseCase {
+	uses := []struct {
+		fn, method, doc string
+		use             func(d *deferred.Deferred[int]) error
+	}{
+		{"Deferred.AddCallback", "AddCallback", "if d's chain was handed over", func(d *deferred.Deferred[int]) error { d.AddCallback(misuseOK); return nil }},
+		{"Deferred.AddErrback", "AddErrback", "if d's chain was handed over", func(d *deferred.Deferred[int]) error { d.AddErrback(misuseEB); return nil }},
+		{"Deferred.AddCallbacks", "AddCallbacks", "if d's chain was handed over", func(d *deferred.Deferred[int]) error { d.AddCallbacks(misuseOK, misuseEB); return nil }},
+		{"Deferred.AddBoth", "AddBoth", "if d's chain was handed over", func(d *deferred.Deferred[int]) error {
+			d.AddBoth(func(v int, _ *deferred.Failure) (int, error) { return v, nil })
+			return nil
+		}},
+		{"Deferred.AddCallbackDeferred", "AddCallbackDeferred", "if d's chain was handed over", func(d *deferred.Deferred[int]) error { d.AddCallbackDeferred(misuseDef); return nil }},
+		{"Deferred.AddErrbackDeferred", "AddErrbackDeferred", "if d's chain was handed over", func(d *deferred.Deferred[int]) error {
+			d.AddErrbackDeferred(func(*deferred.Failure) *deferred.Deferred[int] { return nil })
+			return nil
+		}},
+		{"Deferred.Chain", "Chain", "if d's chain was handed over", func(d *deferred.Deferred[int]) error { d.Chain(deferred.New[int]()); return nil }},
+		{"Then", "Then", "calling Then on it again, panics", func(d *deferred.Deferred[int]) error { deferred.Then(d, misuseToString); return nil }},
+		{"ThenDeferred", "ThenDeferred", "if d's chain was already handed over", func(d *deferred.Deferred[int]) error { deferred.ThenDeferred(d, misuseToDef); return nil }},
+		{"Deferred.AddTimeout", "AddTimeout", "or if d's chain was handed over", func(d *deferred.Deferred[int]) error { d.AddTimeout(time.Hour); return nil }},
+		{"Deferred.Await", "Await", "if d's chain was handed over", func(d *deferred.Deferred[int]) error {
+			_, err := d.Await(context.Background())
+			return err
+		}},
+	}
+	var cases []misuseCase
+	for _, h := range misuseHandOvers {
+		for _, u := range uses {
+			cases = append(cases, misuseCase{fn: u.fn, name: "after " + h.name, run: func() error {
+				d := deferred.New[int]()
+				h.handOver(d)
+				return u.use(d)
+			}, panics: u.method + " on a Deferred whose chain was handed over by Then or ThenDeferred; use the Deferred that Then returned", doc: u.doc})
+		}
+	}
+	return cases
+}
+
+// misuseNilReceiver is every method of Deferred called on a nil *Deferred:
+// a panic naming the method, not a runtime nil dereference.
+func misuseNilReceiver() []misuseCase {
+	var d *deferred.Deferred[int]
+	var cases []misuseCase
+	for _, m := range []struct {
+		method string
+		call   func() error
+	}{
+		{"Callback", func() error { return d.Callback(1) }},
+		{"Errback", func() error { return d.Errback(errMisuseA) }},
+		{"AddCallback", func() error { d.AddCallback(misuseOK); return nil }},
+		{"Pause", func() error { d.Pause(); return nil }},
+		{"Unpause", func() error { d.Unpause(); return nil }},
+		{"Cancel", func() error { d.Cancel(); return nil }},
+		{"Called", func() error { d.Called(); return nil }},
+		{"Await", func() error { _, err := d.Await(context.Background()); return err }},
+		{"AddTimeout", func() error { d.AddTimeout(time.Second); return nil }},
+	} {
+		cases = append(cases, misuseCase{fn: "Deferred", name: "nil receiver/" + m.method, run: m.call,
+			panics: m.method + " called on a nil *Deferred", doc: "its methods panic, naming themselves, when called on a nil *Deferred"})
+	}
+	return cases
 }
 
 func misuseCases() []misuseCase {
 	d := func() *deferred.Deferred[int] { return deferred.New[int]() }
-	return []misuseCase{
+	cases := []misuseCase{
 		// Creating.
 		{fn: "Maybe", name: "nil f", run: func() error { deferred.Maybe[int](nil); return nil },
-			panics: "nil function", doc: "panics if f is nil"},
+			panics: "Maybe called with a nil function", doc: "panics if f is nil"},
 		{fn: "Fail", name: "nil error", run: func() error { return misuseFailureOf(deferred.Fail[int](nil)) },
 			is: deferred.ErrNilError, doc: "nil err fails with ErrNilError"},
 		{fn: "NewFailure", name: "nil error", run: func() error { deferred.NewFailure(nil); return nil },
-			panics: "nil error", doc: "panics if err is nil"},
+			panics: "NewFailure called with a nil error", doc: "panics if err is nil"},
 		{fn: "Go", name: "nil ctx", run: func() error { deferred.Go(misuseNilCtx, misuseWork); return nil },
-			panics: "nil context", doc: "panics if ctx or f is nil"},
+			panics: "Go called with a nil context.Context", doc: "panics if ctx or f is nil"},
 		{fn: "Go", name: "nil f", run: func() error { deferred.Go[int](context.Background(), nil); return nil },
-			panics: "nil function", doc: "panics if ctx or f is nil"},
+			panics: "Go called with a nil function", doc: "panics if ctx or f is nil"},
 		{fn: "Later", name: "negative delay", run: func() error { deferred.Later(-time.Nanosecond, misuseNow); return nil },
-			panics: "negative delay", doc: "panics if delay is negative"},
+			panics: "Later called with a negative delay (-1ns)", doc: "panics if delay is negative"},
 		{fn: "Later", name: "nil f", run: func() error { deferred.Later[int](time.Second, nil); return nil },
-			panics: "nil function", doc: "or f is nil"},
+			panics: "Later called with a nil function", doc: "or f is nil"},
 
 		// Producer side.
 		{fn: "Deferred.Callback", name: "second Callback", run: func() error {
@@ -132,6 +262,7 @@ func misuseCases() []misuseCase {
 		}, is: deferred.ErrAlreadyCalled, doc: "behaves as Callback does"},
 		{fn: "Deferred.Errback", name: "nil error", run: func() error {
 			x := d()
+			x.AddCallback(func(int) (int, error) { return 0, errors.New("Errback(nil) read as a success") })
 			if err := x.Errback(nil); err != nil {
 				return fmt.Errorf("Errback(nil) returned %w", err)
 			}
@@ -139,40 +270,58 @@ func misuseCases() []misuseCase {
 		}, is: deferred.ErrNilError, doc: "matching ErrNilError"},
 
 		// Consumer side: nil functions.
-		{fn: "Deferred.AddCallback", name: "nil cb", run: func() error { d().AddCallback(nil); return nil },
-			panics: "AddCallback called with a nil function", doc: "panics if cb is nil"},
-		{fn: "Deferred.AddErrback", name: "nil eb", run: func() error { d().AddErrback(nil); return nil },
-			panics: "AddErrback called with a nil function", doc: "panics if eb is nil"},
-		{fn: "Deferred.AddCallbacks", name: "nil cb", run: func() error { d().AddCallbacks(nil, misuseEB); return nil },
-			panics: "AddCallbacks called with a nil function", doc: "panics if cb or eb is nil"},
-		{fn: "Deferred.AddCallbacks", name: "nil eb", run: func() error { d().AddCallbacks(misuseOK, nil); return nil },
-			panics: "AddCallbacks called with a nil function", doc: "panics if cb or eb is nil"},
-		{fn: "Deferred.AddBoth", name: "nil f", run: func() error { d().AddBoth(nil); return nil },
-			panics: "AddBoth called with a nil function", doc: "panics if f is nil"},
-		{fn: "Deferred.AddCallbackDeferred", name: "nil cb", run: func() error { d().AddCallbackDeferred(nil); return nil },
-			panics: "AddCallbackDeferred called with a nil function", doc: "panics if cb is nil"},
-		{fn: "Deferred.AddErrbackDeferred", name: "nil eb", run: func() error { d().AddErrbackDeferred(nil); return nil },
-			panics: "AddErrbackDeferred called with a nil function", doc: "panics if eb is nil"},
-		{fn: "Then", name: "nil cb", run: func() error { deferred.Then[int, string](d(), nil); return nil },
-			panics: "Then called with a nil function", doc: "panics if d or cb is nil"},
-		{fn: "ThenDeferred", name: "nil cb", run: func() error { deferred.ThenDeferred[int, string](d(), nil); return nil },
-			panics: "ThenDeferred called with a nil function", doc: "panics if d or cb is nil"},
+		misuseOnNew(misuseCase{fn: "Deferred.AddCallback", name: "nil cb",
+			panics: "AddCallback called with a nil function", doc: "panics if cb is nil"}, func(x *deferred.Deferred[int]) { x.AddCallback(nil) }),
+		misuseOnNew(misuseCase{fn: "Deferred.AddErrback", name: "nil eb",
+			panics: "AddErrback called with a nil function", doc: "panics if eb is nil"}, func(x *deferred.Deferred[int]) { x.AddErrback(nil) }),
+		misuseOnNew(misuseCase{fn: "Deferred.AddCallbacks", name: "nil cb",
+			panics: "AddCallbacks called with a nil function", doc: "panics if cb or eb is nil"}, func(x *deferred.Deferred[int]) { x.AddCallbacks(nil, misuseEB) }),
+		misuseOnNew(misuseCase{fn: "Deferred.AddCallbacks", name: "nil eb",
+			panics: "AddCallbacks called with a nil function", doc: "panics if cb or eb is nil"}, func(x *deferred.Deferred[int]) { x.AddCallbacks(misuseOK, nil) }),
+		misuseOnNew(misuseCase{fn: "Deferred.AddBoth", name: "nil f",
+			panics: "AddBoth called with a nil function", doc: "panics if f is nil"}, func(x *deferred.Deferred[int]) { x.AddBoth(nil) }),
+		misuseOnNew(misuseCase{fn: "Deferred.AddCallbackDeferred", name: "nil cb",
+			panics: "AddCallbackDeferred called with a nil function", doc: "panics if cb is nil"}, func(x *deferred.Deferred[int]) { x.AddCallbackDeferred(nil) }),
+		misuseOnNew(misuseCase{fn: "Deferred.AddErrbackDeferred", name: "nil eb",
+			panics: "AddErrbackDeferred called with a nil function", doc: "panics if eb is nil"}, func(x *deferred.Deferred[int]) { x.AddErrbackDeferred(nil) }),
+		misuseOnNew(misuseCase{fn: "Then", name: "nil cb",
+			panics: "Then called with a nil function", doc: "panics if d or cb is nil"}, func(x *deferred.Deferred[int]) { deferred.Then[int, string](x, nil) }),
+		misuseOnNew(misuseCase{fn: "ThenDeferred", name: "nil cb",
+			panics: "ThenDeferred called with a nil function", doc: "panics if d or cb is nil"}, func(x *deferred.Deferred[int]) { deferred.ThenDeferred[int, string](x, nil) }),
 
 		// Nil Deferreds as arguments.
 		{fn: "Then", name: "nil d", run: func() error { deferred.Then(nil, misuseToString); return nil },
 			panics: "Then called with a nil *Deferred", doc: "panics if d or cb is nil"},
 		{fn: "ThenDeferred", name: "nil d", run: func() error { deferred.ThenDeferred(nil, misuseToDef); return nil },
 			panics: "ThenDeferred called with a nil *Deferred", doc: "panics if d or cb is nil"},
-		{fn: "Deferred.Chain", name: "nil other", run: func() error { d().Chain(nil); return nil },
-			panics: "Chain called with a nil *Deferred", doc: "panics if other is nil"},
-		{fn: "Deferred.Chain", name: "itself", run: func() error { x := d(); x.Chain(x); return nil },
-			panics: "Chain called with the Deferred itself", doc: "or is d"},
+		misuseOnNew(misuseCase{fn: "Deferred.Chain", name: "nil other",
+			panics: "Chain called with a nil *Deferred", doc: "panics if other is nil"}, func(x *deferred.Deferred[int]) { x.Chain(nil) }),
+		misuseOnNew(misuseCase{fn: "Deferred.Chain", name: "itself",
+			panics: "Chain called with the Deferred itself", doc: "or is d"}, func(x *deferred.Deferred[int]) { x.Chain(x) }),
 		{fn: "List", name: "nil input", run: func() error { deferred.List(d(), nil); return nil },
 			panics: "List: input 1 is nil", doc: "panics, naming the position, if an input is nil"},
 		{fn: "Gather", name: "nil input", run: func() error { deferred.Gather(nil, d()); return nil },
 			panics: "Gather: input 0 is nil", doc: "panics on a bad input as List does"},
 		{fn: "Race", name: "nil input", run: func() error { deferred.Race(d(), d(), nil); return nil },
 			panics: "Race: input 2 is nil", doc: "panics on a bad input as List does"},
+		{fn: "List", name: "nil input 33 of 40", run: func() error {
+			ds := make([]*deferred.Deferred[int], 40)
+			for i := range ds {
+				ds[i] = d()
+			}
+			ds[33] = nil
+			deferred.List(ds...)
+			return nil
+		}, panics: "List: input 33 is nil", doc: "panics, naming the position, if an input is nil"},
+		misuseInputs(misuseCase{fn: "List", name: "nil input after good ones",
+			panics: "List: input 4 is nil", doc: "the inputs' results are then left as they were"},
+			func(ds ...*deferred.Deferred[int]) { deferred.List(ds...) }, nil),
+		misuseInputs(misuseCase{fn: "Gather", name: "nil input after good ones",
+			panics: "Gather: input 4 is nil", doc: "panics on a bad input as List does"},
+			func(ds ...*deferred.Deferred[int]) { deferred.Gather(ds...) }, nil),
+		misuseInputs(misuseCase{fn: "Race", name: "nil input after good ones",
+			panics: "Race: input 4 is nil", doc: "panics on a bad input as List does"},
+			func(ds ...*deferred.Deferred[int]) { deferred.Race(ds...) }, nil),
 		{fn: "RunLocked", name: "nil lock", run: func() error { deferred.RunLocked(nil, misuseInner); return nil },
 			panics: "RunLocked called with a nil *Lock", doc: "panics if l or f is nil"},
 		{fn: "RunLocked", name: "nil f", run: func() error { deferred.RunLocked[int](deferred.NewLock(), nil); return nil },
@@ -185,7 +334,9 @@ func misuseCases() []misuseCase {
 		// Stages that return a bad Deferred: failures matching
 		// ErrInvalidReturn, whose message names the case.
 		{fn: "Deferred.AddCallbackDeferred", name: "cb returns nil", run: func() error {
-			return misuseFailureOf(deferred.Succeed(1).AddCallbackDeferred(func(int) *deferred.Deferred[int] { return nil }))
+			return misuseFailureOf(deferred.Succeed(1).
+				AddCallbackDeferred(func(int) *deferred.Deferred[int] { return nil }).
+				AddCallback(func(int) (int, error) { return 0, errors.New("a nil *Deferred read as a success") }))
 		}, is: deferred.ErrInvalidReturn, text: "nil *Deferred", doc: "fails the chain with an error matching ErrInvalidReturn"},
 		{fn: "Deferred.AddErrbackDeferred", name: "eb returns nil", run: func() error {
 			return misuseFailureOf(deferred.Fail[int](errors.New("x")).AddErrbackDeferred(func(*deferred.Failure) *deferred.Deferred[int] { return nil }))
@@ -196,10 +347,17 @@ func misuseCases() []misuseCase {
 		{fn: "RunLocked", name: "f returns nil", run: func() error {
 			return misuseFailureOf(deferred.RunLocked(deferred.NewLock(), func() *deferred.Deferred[int] { return nil }))
 		}, text: "nil *Deferred", doc: "nil Deferred from f, releases l too and fails the returned Deferred"},
+		// Twisted 22.4 only warns ("Callback returned the Deferred it was
+		// attached to") and the chain hangs for ever; we fail it instead.
 		{fn: "Deferred.AddCallbackDeferred", name: "cb returns its own Deferred", run: func() error {
 			x := d()
 			x.AddCallbackDeferred(func(int) *deferred.Deferred[int] { return x })
 			_ = x.Callback(1)
+			return misuseFailureOf(x)
+		}, is: deferred.ErrInvalidReturn, text: "the Deferred it belongs to", doc: "d itself"},
+		{fn: "Deferred.AddCallbackDeferred", name: "cb of a fired Deferred returns its own Deferred", run: func() error {
+			x := deferred.Succeed(1)
+			x.AddCallbackDeferred(func(int) *deferred.Deferred[int] { return x })
 			return misuseFailureOf(x)
 		}, is: deferred.ErrInvalidReturn, text: "the Deferred it belongs to", doc: "d itself"},
 		{fn: "Deferred.AddCallbackDeferred", name: "cb returns a handed-over Deferred", run: func() error {
@@ -218,43 +376,24 @@ func misuseCases() []misuseCase {
 			return misuseFailureOf(waiter) // x's failure went on to waiter
 		}, is: deferred.ErrInvalidReturn, text: "waits for this one", doc: "one that waits for d"},
 
-		// A handle used after Then.
-		{fn: "Deferred.AddCallback", name: "after Then", run: func() error { misuseHandedOver().AddCallback(misuseOK); return nil },
-			panics: "AddCallback on a Deferred whose chain was handed over", doc: "if d's chain was handed over"},
-		{fn: "Deferred.AddErrback", name: "after Then", run: func() error { misuseHandedOver().AddErrback(misuseEB); return nil },
-			panics: "AddErrback on a Deferred whose chain was handed over", doc: "if d's chain was handed over"},
-		{fn: "Deferred.AddCallbacks", name: "after Then", run: func() error { misuseHandedOver().AddCallbacks(misuseOK, misuseEB); return nil },
-			panics: "AddCallbacks on a Deferred whose chain was handed over", doc: "if d's chain was handed over"},
-		{fn: "Deferred.AddBoth", name: "after Then", run: func() error {
-			misuseHandedOver().AddBoth(func(v int, _ *deferred.Failure) (int, error) { return v, nil })
-			return nil
-		}, panics: "AddBoth on a Deferred whose chain was handed over", doc: "if d's chain was handed over"},
-		{fn: "Deferred.AddCallbackDeferred", name: "after Then", run: func() error { misuseHandedOver().AddCallbackDeferred(misuseDef); return nil },
-			panics: "AddCallbackDeferred on a Deferred whose chain was handed over", doc: "if d's chain was handed over"},
-		{fn: "Deferred.AddErrbackDeferred", name: "after Then", run: func() error {
-			misuseHandedOver().AddErrbackDeferred(func(*deferred.Failure) *deferred.Deferred[int] { return nil })
-			return nil
-		}, panics: "AddErrbackDeferred on a Deferred whose chain was handed over", doc: "if d's chain was handed over"},
-		{fn: "Deferred.Chain", name: "after Then", run: func() error { misuseHandedOver().Chain(d()); return nil },
-			panics: "Chain on a Deferred whose chain was handed over", doc: "if d's chain was handed over"},
-		{fn: "Then", name: "after Then", run: func() error { deferred.Then(misuseHandedOver(), misuseToString); return nil },
-			panics: "Then on a Deferred whose chain was handed over", doc: "calling Then on it again, panics"},
-		{fn: "ThenDeferred", name: "after Then", run: func() error { deferred.ThenDeferred(misuseHandedOver(), misuseToDef); return nil },
-			panics: "ThenDeferred on a Deferred whose chain was handed over", doc: "if d's chain was already handed over"},
+		// A handle used after Then: see also misuseAfterHandOver.
 		{fn: "Then", name: "on a Deferred another waits for", run: func() error { deferred.Then(misuseAwaited(), misuseToString); return nil },
-			panics: "another Deferred is waiting for", doc: "if another Deferred is waiting for d"},
-		{fn: "Deferred.AddTimeout", name: "after Then", run: func() error { misuseHandedOver().AddTimeout(time.Hour); return nil },
-			panics: "AddTimeout on a Deferred whose chain was handed over", doc: "or if d's chain was handed over"},
-		{fn: "Deferred.Await", name: "after Then", run: func() error {
-			_, err := misuseHandedOver().Await(context.Background())
-			return err
-		}, panics: "Await on a Deferred whose chain was handed over", doc: "if d's chain was handed over"},
+			panics: "Then on a Deferred that another Deferred is waiting for", doc: "if another Deferred is waiting for d"},
 		{fn: "List", name: "handed-over input", run: func() error { deferred.List(d(), misuseHandedOver()); return nil },
-			panics: "List: input 1 was handed over", doc: "or its chain was handed over"},
+			panics: "List: input 1 was handed over by Then or ThenDeferred; pass the Deferred that Then returned", doc: "or its chain was handed over"},
 		{fn: "Gather", name: "handed-over input", run: func() error { deferred.Gather(misuseHandedOver()); return nil },
-			panics: "Gather: input 0 was handed over", doc: "panics on a bad input as List does"},
+			panics: "Gather: input 0 was handed over by Then or ThenDeferred; pass the Deferred that Then returned", doc: "panics on a bad input as List does"},
 		{fn: "Race", name: "handed-over input", run: func() error { deferred.Race(d(), misuseHandedOver()); return nil },
-			panics: "Race: input 1 was handed over", doc: "panics on a bad input as List does"},
+			panics: "Race: input 1 was handed over by Then or ThenDeferred; pass the Deferred that Then returned", doc: "panics on a bad input as List does"},
+		misuseInputs(misuseCase{fn: "List", name: "handed-over input after good ones",
+			panics: "List: input 4 was handed over by Then or ThenDeferred; pass the Deferred that Then returned", doc: "the inputs' results are then left as they were"},
+			func(ds ...*deferred.Deferred[int]) { deferred.List(ds...) }, misuseHandedOver()),
+		misuseInputs(misuseCase{fn: "Gather", name: "handed-over input after good ones",
+			panics: "Gather: input 4 was handed over by Then or ThenDeferred; pass the Deferred that Then returned", doc: "panics on a bad input as List does"},
+			func(ds ...*deferred.Deferred[int]) { deferred.Gather(ds...) }, misuseHandedOver()),
+		misuseInputs(misuseCase{fn: "Race", name: "handed-over input after good ones",
+			panics: "Race: input 4 was handed over by Then or ThenDeferred; pass the Deferred that Then returned", doc: "panics on a bad input as List does"},
+			func(ds ...*deferred.Deferred[int]) { deferred.Race(ds...) }, misuseHandedOver()),
 		{fn: "Deferred.Chain", name: "other already fired", run: func() error {
 			x := d().Chain(deferred.Succeed(2))
 			_ = x.Callback(1)
@@ -263,46 +402,46 @@ func misuseCases() []misuseCase {
 
 		// Control and waiting.
 		{fn: "Deferred.AddTimeout", name: "negative timeout", run: func() error { d().AddTimeout(-time.Nanosecond); return nil },
-			panics: "negative timeout", doc: "panics if timeout is negative"},
+			panics: "AddTimeout called with a negative timeout (-1ns)", doc: "panics if timeout is negative"},
 		{fn: "Deferred.Await", name: "nil ctx", run: func() error {
 			_, err := d().Await(misuseNilCtx)
 			return err
-		}, panics: "nil context", doc: "panics if ctx is nil"},
+		}, panics: "Await called with a nil context.Context", doc: "panics if ctx is nil"},
 		{fn: "Race", name: "no inputs", run: func() error { return misuseFailureOf(deferred.Race[int]()) },
 			is: deferred.ErrNoInputs, doc: "fails at once with ErrNoInputs"},
 
 		// Primitives.
 		{fn: "NewPool", name: "limit 0", run: func() error { deferred.NewPool(0); return nil },
-			panics: "limit below 1", doc: "panics if n is less than 1"},
+			panics: "NewPool called with a limit below 1", doc: "panics if n is less than 1"},
 		{fn: "NewPool", name: "negative limit", run: func() error { deferred.NewPool(-1); return nil },
-			panics: "limit below 1", doc: "panics if n is less than 1"},
+			panics: "NewPool called with a limit below 1", doc: "panics if n is less than 1"},
 		{fn: "Submit", name: "nil pool", run: func() error { deferred.Submit(nil, context.Background(), misuseWork); return nil },
-			panics: "Pool not made by NewPool", doc: "panics if p was not made by NewPool"},
+			panics: "Submit called with a Pool not made by NewPool", doc: "panics if p was not made by NewPool"},
 		{fn: "Submit", name: "zero Pool", run: func() error { deferred.Submit(new(deferred.Pool), context.Background(), misuseWork); return nil },
-			panics: "Pool not made by NewPool", doc: "panics if p was not made by NewPool"},
+			panics: "Submit called with a Pool not made by NewPool", doc: "panics if p was not made by NewPool"},
 		{fn: "Submit", name: "nil ctx", run: func() error { deferred.Submit(deferred.NewPool(1), misuseNilCtx, misuseWork); return nil },
-			panics: "nil context", doc: "or if ctx or f is nil"},
+			panics: "Submit called with a nil context.Context", doc: "or if ctx or f is nil"},
 		{fn: "Submit", name: "nil f", run: func() error { deferred.Submit[int](deferred.NewPool(1), context.Background(), nil); return nil },
-			panics: "nil function", doc: "or if ctx or f is nil"},
+			panics: "Submit called with a nil function", doc: "or if ctx or f is nil"},
 		{fn: "NewSemaphore", name: "0 tokens", run: func() error { deferred.NewSemaphore(0); return nil },
-			panics: "NewSemaphore called with 0 tokens", doc: "panics if n is less than 1"},
+			panics: "NewSemaphore called with 0 tokens; a Semaphore needs at least 1", doc: "panics if n is less than 1"},
+		{fn: "NewSemaphore", name: "-1 tokens", run: func() error { deferred.NewSemaphore(-1); return nil },
+			panics: "NewSemaphore called with -1 tokens; a Semaphore needs at least 1", doc: "panics if n is less than 1"},
 		{fn: "Semaphore.Acquire", name: "zero Semaphore", run: func() error { new(deferred.Semaphore).Acquire(); return nil },
-			panics: "without NewSemaphore", doc: "panics on a Semaphore not made by NewSemaphore"},
+			panics: "Semaphore used without NewSemaphore (the zero Semaphore has no tokens)", doc: "panics on a Semaphore not made by NewSemaphore"},
 		{fn: "Semaphore.Release", name: "zero Semaphore", run: func() error { new(deferred.Semaphore).Release(); return nil },
-			panics: "without NewSemaphore", doc: "on a Semaphore not made by NewSemaphore"},
-		{fn: "Semaphore.Release", name: "no token held", run: func() error { deferred.NewSemaphore(2).Release(); return nil },
-			panics: "Release of a Semaphore with no token held", doc: "panics if no token is held"},
-		{fn: "Semaphore.Release", name: "more Releases than Acquires", run: func() error {
-			s := deferred.NewSemaphore(2)
+			panics: "Semaphore used without NewSemaphore (the zero Semaphore has no tokens)", doc: "on a Semaphore not made by NewSemaphore"},
+		misuseSemaphoreRelease("no token held", func(*deferred.Semaphore) {}),
+		misuseSemaphoreRelease("more Releases than Acquires", func(s *deferred.Semaphore) {
 			s.Acquire()
 			s.Release()
-			s.Release()
-			return nil
-		}, panics: "more Releases than Acquires", doc: "panics if no token is held"},
+		}),
 		{fn: "Lock.Release", name: "unlocked", run: func() error { deferred.NewLock().Release(); return nil },
 			panics: "Release of a Lock that is not locked", doc: "panics if l is not locked"},
-		{fn: "Lock.Release", name: "released twice", run: func() error {
-			l := deferred.NewLock()
+		{fn: "Lock.Release", name: "zero Lock", run: func() error { new(deferred.Lock).Release(); return nil },
+			panics: "Release of a Lock that is not locked", doc: "panics if l is not locked"},
+		{fn: "Lock.Release", name: "zero Lock released twice", run: func() error {
+			var l deferred.Lock
 			l.Acquire()
 			l.Release()
 			l.Release()
@@ -322,18 +461,35 @@ func misuseCases() []misuseCase {
 
 		// web.
 		{fn: "web.GetPage", name: "nil ctx", run: func() error { web.GetPage(misuseNilCtx, "http://127.0.0.1/"); return nil },
-			panics: "nil context", doc: "panics if ctx"},
+			panics: "GetPage called with a nil context.Context", doc: "panics if ctx"},
 		{fn: "web.GetPage", name: "nil Option", run: func() error { web.GetPage(context.Background(), "http://127.0.0.1/", nil); return nil },
-			panics: "nil Option", doc: "or one of opts is nil"},
+			panics: "GetPage called with a nil Option (option 0)", doc: "or one of opts is nil"},
 		{fn: "web.WithClient", name: "nil client", run: func() error { web.WithClient(nil); return nil },
-			panics: "nil *http.Client", doc: "panics if c is nil"},
+			panics: "WithClient called with a nil *http.Client", doc: "panics if c is nil"},
 		{fn: "web.WithTimeout", name: "negative", run: func() error { web.WithTimeout(-time.Second); return nil },
-			panics: "non-positive duration", doc: "panics if d is not positive"},
+			panics: "WithTimeout called with a non-positive duration -1s", doc: "panics if d is not positive"},
 		{fn: "web.WithTimeout", name: "zero", run: func() error { web.WithTimeout(0); return nil },
-			panics: "non-positive duration", doc: "panics if d is not positive"},
+			panics: "WithTimeout called with a non-positive duration 0s", doc: "panics if d is not positive"},
 		{fn: "web.WithMaxBody", name: "negative", run: func() error { web.WithMaxBody(-1); return nil },
-			panics: "negative size", doc: "panics if n is negative"},
+			panics: "WithMaxBody called with a negative size -1", doc: "panics if n is negative"},
 	}
+	cases = append(cases, misuseAfterHandOver()...)
+	return append(cases, misuseNilReceiver()...)
+}
+
+// misuseSemaphoreRelease is a Release of a Semaphore(2) with no token
+// held, after prepare: a panic that changes nothing.
+func misuseSemaphoreRelease(name string, prepare func(*deferred.Semaphore)) misuseCase {
+	s := deferred.NewSemaphore(2)
+	return misuseCase{fn: "Semaphore.Release", name: name,
+		run:    func() error { prepare(s); s.Release(); return nil },
+		panics: "Release of a Semaphore with no token held (more Releases than Acquires)", doc: "panics if no token is held",
+		intact: func() error {
+			if n := s.Tokens(); n != 2 {
+				return fmt.Errorf("the bad Release changed the free tokens to %d of 2", n)
+			}
+			return nil
+		}}
 }
 
 // misuseRun runs f and returns its panic message, if it panicked.
@@ -354,9 +510,9 @@ func misuseRun(f func() error) (panicked bool, msg string, err error) {
 	return false, "", f()
 }
 
-// misuseDocs returns the doc comments of the exported functions and
-// methods of the package in dir, keyed "Name" or "Type.Name", with their
-// lines joined by spaces.
+// misuseDocs returns the doc comments of the exported types, functions
+// and methods of the package in dir, keyed "Name" or "Type.Name", with
+// their lines joined by spaces.
 func misuseDocs(t *testing.T, dir, prefix string) map[string]string {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
@@ -370,6 +526,19 @@ func misuseDocs(t *testing.T, dir, prefix string) map[string]string {
 		f, err := parser.ParseFile(fset, name, nil, parser.ParseComments)
 		require.NoError(t, err)
 		for _, decl := range f.Decls {
+			if gd, ok := decl.(*ast.GenDecl); ok && gd.Tok == token.TYPE {
+				for _, spec := range gd.Specs {
+					ts := spec.(*ast.TypeSpec)
+					doc := ts.Doc
+					if doc == nil && len(gd.Specs) == 1 {
+						doc = gd.Doc
+					}
+					if ts.Name.IsExported() && doc != nil {
+						docs[prefix+ts.Name.Name] = strings.Join(strings.Fields(doc.Text()), " ")
+					}
+				}
+				continue
+			}
 			fd, ok := decl.(*ast.FuncDecl)
 			if !ok || !fd.Name.IsExported() || fd.Doc == nil {
 				continue
@@ -415,16 +584,22 @@ func TestMisuseAnswers(t *testing.T) {
 			switch {
 			case c.panics != "":
 				require.True(t, panicked, "no panic; returned %v", err)
-				assert.True(t, strings.HasPrefix(msg, prefix), "panic message %q does not start with %q", msg, prefix)
-				assert.Contains(t, msg, c.panics)
+				assert.Equal(t, prefix+c.panics, msg)
 			case c.is != nil:
 				require.False(t, panicked, "panicked: %s", msg)
 				assert.ErrorIs(t, err, c.is)
+				if c.text != "" {
+					assert.True(t, strings.HasPrefix(err.Error(), prefix), "error %q does not start with %q", err, prefix)
+					assert.Contains(t, err.Error(), c.text)
+				}
 			default:
 				require.False(t, panicked, "panicked: %s", msg)
 				require.Error(t, err, "a silent success")
 				assert.True(t, strings.HasPrefix(err.Error(), prefix), "error %q does not start with %q", err, prefix)
 				assert.Contains(t, err.Error(), c.text)
+			}
+			if c.intact != nil {
+				assert.NoError(t, c.intact(), "the misuse changed what it must leave alone")
 			}
 
 			doc, ok := docs[c.fn]

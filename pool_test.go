@@ -258,21 +258,3 @@ func TestPoolChainRunsOnJobGoroutineAfterSlotIsFreed(t *testing.T) {
 		assert.Equal(t, "next", <-next)
 	})
 }
-
-func TestPoolMisusePanics(t *testing.T) {
-	f := func(context.Context) (int, error) { return 0, nil }
-	require.PanicsWithValue(t, "deferred: NewPool called with a limit below 1", func() { NewPool(0) })
-	require.PanicsWithValue(t, "deferred: Submit called with a Pool not made by NewPool", func() {
-		Submit(nil, context.Background(), f)
-	})
-	require.PanicsWithValue(t, "deferred: Submit called with a Pool not made by NewPool", func() {
-		Submit(new(Pool), context.Background(), f)
-	})
-	require.PanicsWithValue(t, "deferred: Submit called with a nil context.Context", func() {
-		//nolint:staticcheck // the nil context is the point
-		Submit(NewPool(1), nil, f)
-	})
-	require.PanicsWithValue(t, "deferred: Submit called with a nil function", func() {
-		Submit[int](NewPool(1), context.Background(), nil)
-	})
-}

@@ -8,6 +8,13 @@ import (
 	"github.com/stretchr/testify/assert"
 )
 
+// TestStringNilReceiver: String on a nil *Deferred gives a placeholder
+// where every other method panics (those panics are in misuse_test.go).
+func TestStringNilReceiver(t *testing.T) {
+	var d *Deferred[int]
+	assert.Equal(t, "<nil *Deferred[int]>", d.String())
+}
+
 func TestStringPending(t *testing.T) {
 	d := New[int]()
 	s := d.String()
