@@ -3,7 +3,6 @@ package deferred
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"runtime"
 	"strconv"
 	"sync"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 )
 
 // concGoroutineID returns the calling goroutine's id, read from its stack
@@ -282,50 +280,4 @@ func TestConcStagePausesAndUnpausesFromAnotherGoroutine(t *testing.T) {
 	assert.False(t, rest.Load(), "a paused chain stops before its next stage")
 	concWithin(t, "Unpause from another goroutine", d.Unpause)
 	assert.True(t, rest.Load())
-}
-
-// TestConcStress: 16 goroutines add stages while another fires, 200 rounds.
-// Every stage runs exactly once, stages never overlap, and each adding
-// goroutine's stages run in the order it added them. Nothing starts a
-// goroutine.
-func TestConcStress(t *testing.T) {
-	const rounds, adders, perAdder = 200, 16, 8
-	for round := range rounds {
-		stages := newConcAdders(adders, perAdder)
-		d := New[int]()
-		start := make(chan struct{})
-		var wg sync.WaitGroup
-		for g := range adders {
-			wg.Go(func() {
-				<-start
-				for i := range perAdder {
-					d.AddCallback(func(v int) (int, error) {
-						stages.enter(g, i)
-						defer stages.exit()
-						return v + 1, nil
-					})
-				}
-			})
-		}
-		wg.Go(func() {
-			<-start
-			if round%2 == 1 {
-				runtime.Gosched() // vary when the firing lands among the adds
-			}
-			_ = d.Callback(0)
-		})
-		close(start)
-		wg.Wait()
-
-		if !stages.check(t, fmt.Sprintf("round %d: ", round)) {
-			t.FailNow()
-		}
-		var final int
-		d.AddCallback(func(v int) (int, error) {
-			final = v
-			return v, nil
-		})
-		require.Equal(t, adders*perAdder, final, "round %d", round)
-	}
-	goleak.VerifyNone(t)
 }

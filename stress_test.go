@@ -185,16 +185,23 @@ func stressWait(s *stress, ch <-chan struct{}, what string) bool {
 	}
 }
 
-// fireAddPause: adders add pass-through stages while one goroutine fires,
-// another pauses and unpauses, and maybe another awaits. Every stage runs
-// once, stages never overlap, each adder's stages run in its order, and the
-// result is the one fired (or the one Await left).
+// fireAddPause: adders (4, or 16 half the time) add pass-through stages while
+// one goroutine fires, maybe another pauses and unpauses, and maybe another
+// awaits. Every stage runs once, stages never overlap, each adder's stages
+// run in its order, and the result is the one fired (or the one Await
+// left). Without pause and Await, it is the plain race of adding against
+// firing; its stages are then AddCallback ones half the time.
 func (s *stress) fireAddPause(r *rand.Rand) {
-	const adders, per = 4, 6
+	adders, per := 4, 6
+	if r.IntN(2) == 0 {
+		adders, per = 16, 8
+	}
 	d := New[int]()
 	stages := newConcAdders(adders, per)
 	fail := r.IntN(2) == 0
 	withAwait := r.IntN(3) == 0
+	withPause := r.IntN(2) == 0
+	plain := !fail && r.IntN(2) == 0 // AddCallback stages, not AddBoth ones
 	var err *stressErr
 	if fail {
 		err = s.led.handled() // until we decide to drop it below
@@ -208,6 +215,14 @@ func (s *stress) fireAddPause(r *rand.Rand) {
 			<-start
 			for i := range per {
 				stressYield(rg)
+				if plain {
+					d.AddCallback(func(v int) (int, error) {
+						stages.enter(g, i)
+						defer stages.exit()
+						return v + 1, nil
+					})
+					continue
+				}
 				d.AddBoth(func(v int, f *Failure) (int, error) {
 					stages.enter(g, i)
 					defer stages.exit()
@@ -230,16 +245,18 @@ func (s *stress) fireAddPause(r *rand.Rand) {
 		}
 		assert.ErrorIs(s.t, d.Callback(2), ErrAlreadyCalled)
 	})
-	rp := stressRand(r)
-	wg.Go(func() {
-		<-start
-		for range 3 {
-			d.Pause()
-			stressYield(rp)
-			d.Unpause()
-		}
-		d.Unpause() // not paused (by us): does nothing
-	})
+	if withPause {
+		rp := stressRand(r)
+		wg.Go(func() {
+			<-start
+			for range 3 {
+				d.Pause()
+				stressYield(rp)
+				d.Unpause()
+			}
+			d.Unpause() // not paused (by us): does nothing
+		})
+	}
 	if withAwait {
 		wg.Go(func() {
 			<-start
@@ -570,7 +587,15 @@ func (s *stress) combine(r *rand.Rand) {
 			assert.Equal(s.t, in.value, w.Value)
 			return
 		}
-		if cancelAll {
+		// The Cancel came first, unless every input had already failed:
+		// then Race fired with their failures, joined, before it.
+		joined := true
+		for _, in := range ins {
+			if want := fate(in); want == nil || !errors.Is(gotF, want) {
+				joined = false
+			}
+		}
+		if cancelAll && !joined {
 			assert.ErrorIs(s.t, gotF, ErrCancelled)
 			return
 		}
