@@ -23,6 +23,241 @@ func primSmallStack(t *testing.T) {
 
 const primManyWaiters = 100_000
 
+// gate is a Lock or a Semaphore, seen through what the rules they share
+// need: each such rule is one test over both (gates).
+type gate struct {
+	name    string
+	self    any // the *Lock or *Semaphore, which Acquire fires with
+	limit   int // holders at once: 1 for a Lock
+	acquire func() gateAcquire
+	release func()
+	free    func() int // tokens not held: 1 for an unlocked Lock
+	waiting func() int
+	run     func(f func() *Deferred[int]) *Deferred[int] // RunLocked or RunLimited
+}
+
+// gateAcquire is one Acquire's Deferred (a *Deferred[*Lock] or a
+// *Deferred[*Semaphore]) with its type put aside.
+type gateAcquire struct {
+	cancel  func()
+	then    func(f func())                                // adds a callback stage that calls f
+	capture func() func() (fired bool, v any, f *Failure) // Capture, read with Get
+	wait    func(t testing.TB) *Failure                   // Capture, then Wait
+}
+
+func gateAcquireOf[G any](d *Deferred[G]) gateAcquire {
+	return gateAcquire{
+		cancel: d.Cancel,
+		then:   func(f func()) { d.AddCallback(func(g G) (G, error) { f(); return g, nil }) },
+		capture: func() func() (bool, any, *Failure) {
+			c := Capture(d)
+			return func() (bool, any, *Failure) {
+				fired, v, f := c.Get()
+				return fired, v, f
+			}
+		},
+		wait: func(t testing.TB) *Failure { _, f := Capture(d).Wait(t); return f },
+	}
+}
+
+// gates returns a new Lock and a new Semaphore of semLimit tokens.
+func gates(semLimit int) []gate {
+	l, s := NewLock(), NewSemaphore(semLimit)
+	return []gate{{
+		name: "Lock", self: l, limit: 1,
+		acquire: func() gateAcquire { return gateAcquireOf(l.Acquire()) },
+		release: l.Release,
+		free: func() int {
+			if l.Locked() {
+				return 0
+			}
+			return 1
+		},
+		waiting: l.Waiting,
+		run:     func(f func() *Deferred[int]) *Deferred[int] { return RunLocked(l, f) },
+	}, {
+		name: "Semaphore", self: s, limit: semLimit,
+		acquire: func() gateAcquire { return gateAcquireOf(s.Acquire()) },
+		release: s.Release,
+		free:    s.Tokens,
+		waiting: s.Waiting,
+		run:     func(f func() *Deferred[int]) *Deferred[int] { return RunLimited(s, f) },
+	}}
+}
+
+// takeAll acquires every token of g.
+func (g gate) takeAll() {
+	for range g.limit {
+		g.acquire()
+	}
+}
+
+// releaseAll releases g.limit tokens.
+func (g gate) releaseAll() {
+	for range g.limit {
+		g.release()
+	}
+}
+
+func TestGateWaitersAreServedFIFO(t *testing.T) {
+	for _, g := range gates(2) {
+		t.Run(g.name, func(t *testing.T) {
+			g.takeAll()
+			var order []int
+			for i := range 10 {
+				g.acquire().then(func() { order = append(order, i) })
+			}
+			for range 10 {
+				g.release()
+			}
+			assert.Equal(t, []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, order)
+			assert.Equal(t, 0, g.free(), "the last waiters still hold every token")
+			g.releaseAll()
+			assert.Equal(t, g.limit, g.free())
+		})
+	}
+}
+
+// TestGateAcquireInsideHandOffQueuesBehindWaiters: a holder that releases
+// and at once re-acquires inside its callback must not jump the queue.
+func TestGateAcquireInsideHandOffQueuesBehindWaiters(t *testing.T) {
+	for _, g := range gates(1) {
+		t.Run(g.name, func(t *testing.T) {
+			g.takeAll()
+			var order []string
+			g.acquire().then(func() {
+				order = append(order, "a")
+				g.release()
+				g.acquire().then(func() {
+					order = append(order, "a again")
+					g.release()
+				})
+			})
+			g.acquire().then(func() {
+				order = append(order, "b")
+				g.release()
+			})
+			g.release()
+			assert.Equal(t, []string{"a", "b", "a again"}, order)
+			assert.Equal(t, g.limit, g.free())
+		})
+	}
+}
+
+func TestGateCancelPendingAcquireHandsOnToTheNext(t *testing.T) {
+	for _, g := range gates(1) {
+		t.Run(g.name, func(t *testing.T) {
+			g.takeAll()
+			a1 := g.acquire()
+			o1 := a1.capture()
+			o2 := g.acquire().capture()
+			a1.cancel()
+			fired, _, f := o1()
+			require.True(t, fired)
+			require.NotNil(t, f)
+			assert.ErrorIs(t, f, ErrCancelled)
+			assert.Equal(t, 1, g.waiting(), "the cancelled waiter left the list")
+
+			g.release()
+			fired, _, f = o2()
+			assert.True(t, fired, "the token goes to the next waiter")
+			assert.Nil(t, f)
+			assert.Equal(t, 0, g.free())
+			g.releaseAll()
+			assert.Equal(t, g.limit, g.free(), "the cancelled waiter took no token")
+		})
+	}
+}
+
+func TestGateCancelFiredAcquireDoesNothing(t *testing.T) {
+	for _, g := range gates(2) {
+		t.Run(g.name, func(t *testing.T) {
+			a := g.acquire()
+			a.cancel()
+			fired, v, f := a.capture()()
+			require.True(t, fired)
+			assert.Nil(t, f, "the fired Acquire keeps its value")
+			assert.Same(t, g.self, v)
+			assert.Equal(t, g.limit-1, g.free(), "the caller still holds its token")
+			g.release()
+			assert.Equal(t, g.limit, g.free())
+		})
+	}
+}
+
+func TestGateHandOffToManyReleasingWaitersDoesNotGrowStack(t *testing.T) {
+	for _, g := range gates(3) {
+		t.Run(g.name, func(t *testing.T) {
+			primSmallStack(t)
+			g.takeAll()
+			ran := 0
+			for range primManyWaiters {
+				g.acquire().then(func() {
+					ran++
+					g.release()
+				})
+			}
+			g.releaseAll()
+			assert.Equal(t, primManyWaiters, ran)
+			assert.Equal(t, g.limit, g.free())
+			assert.Equal(t, 0, g.waiting())
+		})
+	}
+}
+
+func TestGateConcurrentNeverMoreThanLimitHolders(t *testing.T) {
+	for _, g := range gates(3) {
+		t.Run(g.name, func(t *testing.T) {
+			const goroutines, rounds = 16, 300
+			var inside, total atomic.Int64
+			var wg sync.WaitGroup
+			for w := range goroutines {
+				wg.Go(func() {
+					for i := range rounds {
+						a := g.acquire()
+						if (w+i)%5 == 0 {
+							a.cancel() // a pending Acquire withdraws; a fired one keeps its token
+						}
+						if f := a.wait(t); f != nil {
+							assert.ErrorIs(t, f, ErrCancelled)
+							continue
+						}
+						if n := inside.Add(1); n > int64(g.limit) {
+							t.Errorf("%d holders of a %s of %d at once", n, g.name, g.limit)
+						}
+						total.Add(1)
+						runtime.Gosched()
+						inside.Add(-1)
+						g.release()
+					}
+				})
+			}
+			wg.Wait()
+			assert.Positive(t, total.Load())
+			assert.Equal(t, g.limit, g.free(), "every holder released; no token was lost to a cancelled waiter")
+			assert.Equal(t, 0, g.waiting())
+		})
+	}
+}
+
+// TestGateRunReleasesOnPanic: RunLocked and RunLimited turn a panic in f
+// into their Deferred's failure and give the token back.
+func TestGateRunReleasesOnPanic(t *testing.T) {
+	for _, g := range gates(1) {
+		t.Run(g.name, func(t *testing.T) {
+			for _, pv := range []any{"kaput", errors.New("bad")} {
+				fired, _, f := Capture(g.run(func() *Deferred[int] { panic(pv) })).Get()
+				require.True(t, fired)
+				require.NotNil(t, f)
+				got, ok := f.PanicValue()
+				assert.True(t, ok)
+				assert.Equal(t, pv, got)
+				assert.Equal(t, g.limit, g.free())
+			}
+		})
+	}
+}
+
 func TestLockZeroValueAcquireFiresAtOnce(t *testing.T) {
 	var l Lock
 	require.False(t, l.Locked())
@@ -60,71 +295,6 @@ func TestLockSecondAcquireWaitsForRelease(t *testing.T) {
 	assert.False(t, l.Locked())
 }
 
-func TestLockWaitersAreServedFIFO(t *testing.T) {
-	l := NewLock()
-	l.Acquire()
-	var order []int
-	for i := range 10 {
-		l.Acquire().AddCallback(func(l *Lock) (*Lock, error) {
-			order = append(order, i)
-			return l, nil
-		})
-	}
-	for range 10 {
-		l.Release()
-	}
-	assert.Equal(t, []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, order)
-	assert.True(t, l.Locked(), "the last waiter still holds the lock")
-	l.Release()
-	assert.False(t, l.Locked())
-}
-
-func TestLockAcquireInsideHandOffQueuesBehindWaiters(t *testing.T) {
-	// A holder that releases and at once re-acquires inside its callback
-	// must not jump the queue.
-	l := NewLock()
-	l.Acquire()
-	var order []string
-	l.Acquire().AddCallback(func(l *Lock) (*Lock, error) {
-		order = append(order, "a")
-		l.Release()
-		l.Acquire().AddCallback(func(l *Lock) (*Lock, error) {
-			order = append(order, "a again")
-			l.Release()
-			return l, nil
-		})
-		return l, nil
-	})
-	l.Acquire().AddCallback(func(l *Lock) (*Lock, error) {
-		order = append(order, "b")
-		l.Release()
-		return l, nil
-	})
-	l.Release()
-	assert.Equal(t, []string{"a", "b", "a again"}, order)
-	assert.False(t, l.Locked())
-}
-
-func TestLockCancelPendingAcquireRemovesWaiter(t *testing.T) {
-	l := NewLock()
-	l.Acquire()
-	d1 := l.Acquire()
-	o1 := Capture(d1)
-	o2 := Capture(l.Acquire())
-	d1.Cancel()
-	require.True(t, o1.Fired)
-	require.NotNil(t, o1.Failure)
-	assert.ErrorIs(t, o1.Failure, ErrCancelled)
-	assert.Equal(t, 1, l.Waiting())
-
-	l.Release()
-	assert.True(t, o2.Fired, "the lock goes to the next waiter")
-	assert.Nil(t, o2.Failure)
-	assert.True(t, l.Locked())
-	l.Release()
-	assert.False(t, l.Locked(), "the cancelled waiter never held the lock")
-}
-
 func TestLockCancelLastWaiterLeavesLockFree(t *testing.T) {
 	l := NewLock()
 	l.Acquire()
@@ -137,19 +307,6 @@ func TestLockCancelLastWaiterLeavesLockFree(t *testing.T) {
 	o := Capture(l.Acquire())
 	assert.True(t, o.Fired, "a fresh Acquire gets the freed lock at once")
 	assert.Nil(t, o.Failure)
-}
-
-func TestLockCancelFiredAcquireDoesNothing(t *testing.T) {
-	l := NewLock()
-	d := l.Acquire()
-	d.Cancel()
-	o := Capture(d)
-	require.True(t, o.Fired)
-	assert.Nil(t, o.Failure, "the fired Acquire keeps its value")
-	assert.Same(t, l, o.Value)
-	assert.True(t, l.Locked(), "the caller still holds the lock")
-	l.Release()
-	assert.False(t, l.Locked())
 }
 
 func TestLockWaiterFiredElsewhereTakesNoToken(t *testing.T) {
@@ -167,59 +324,6 @@ func TestLockWaiterFiredElsewhereTakesNoToken(t *testing.T) {
 	assert.Nil(t, o.Failure)
 	l.Release()
 	assert.False(t, l.Locked())
-}
-
-func TestLockHandOffToManyReleasingWaitersDoesNotGrowStack(t *testing.T) {
-	primSmallStack(t)
-	l := NewLock()
-	l.Acquire()
-	ran := 0
-	for range primManyWaiters {
-		l.Acquire().AddCallback(func(l *Lock) (*Lock, error) {
-			ran++
-			l.Release()
-			return l, nil
-		})
-	}
-	l.Release()
-	assert.Equal(t, primManyWaiters, ran)
-	assert.False(t, l.Locked())
-	assert.Equal(t, 0, l.Waiting())
-}
-
-func TestLockConcurrentAcquireReleaseIsExclusive(t *testing.T) {
-	l := NewLock()
-	const goroutines, rounds = 16, 300
-	var inside, total atomic.Int64
-	var wg sync.WaitGroup
-	for g := range goroutines {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range rounds {
-				d := l.Acquire()
-				if (g+i)%7 == 0 {
-					d.Cancel() // a pending Acquire withdraws; a fired one keeps the lock
-				}
-				_, f := Capture(d).Wait(t)
-				if f != nil {
-					assert.ErrorIs(t, f, ErrCancelled)
-					continue
-				}
-				if n := inside.Add(1); n != 1 {
-					t.Errorf("%d holders of a Lock at once", n)
-				}
-				total.Add(1)
-				runtime.Gosched()
-				inside.Add(-1)
-				l.Release()
-			}
-		}()
-	}
-	wg.Wait()
-	assert.Positive(t, total.Load())
-	assert.False(t, l.Locked(), "every holder released; no token was lost to a cancelled waiter")
-	assert.Equal(t, 0, l.Waiting())
 }
 
 func TestLockRunLockedHoldsUntilResultSettles(t *testing.T) {
@@ -261,17 +365,6 @@ func TestLockRunLockedReleasesOnFailure(t *testing.T) {
 	require.True(t, o.Fired)
 	require.NotNil(t, o.Failure)
 	assert.ErrorIs(t, o.Failure, boom, "the failure passes through")
-	assert.False(t, l.Locked())
-}
-
-func TestLockRunLockedReleasesOnPanic(t *testing.T) {
-	l := NewLock()
-	o := Capture(RunLocked(l, func() *Deferred[int] { panic("kaput") }))
-	require.True(t, o.Fired)
-	require.NotNil(t, o.Failure)
-	pv, ok := o.Failure.PanicValue()
-	assert.True(t, ok)
-	assert.Equal(t, "kaput", pv)
 	assert.False(t, l.Locked())
 }
 
@@ -337,134 +430,6 @@ func TestSemaphoreAcquireUpToLimitThenWaits(t *testing.T) {
 	assert.Equal(t, 3, s.Tokens())
 }
 
-func TestSemaphoreWaitersAreServedFIFO(t *testing.T) {
-	s := NewSemaphore(2)
-	s.Acquire()
-	s.Acquire()
-	var order []int
-	for i := range 10 {
-		s.Acquire().AddCallback(func(s *Semaphore) (*Semaphore, error) {
-			order = append(order, i)
-			return s, nil
-		})
-	}
-	for range 10 {
-		s.Release()
-	}
-	assert.Equal(t, []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, order)
-	assert.Equal(t, 0, s.Tokens())
-}
-
-func TestSemaphoreAcquireInsideHandOffQueuesBehindWaiters(t *testing.T) {
-	s := NewSemaphore(1)
-	s.Acquire()
-	var order []string
-	s.Acquire().AddCallback(func(s *Semaphore) (*Semaphore, error) {
-		order = append(order, "a")
-		s.Release()
-		s.Acquire().AddCallback(func(s *Semaphore) (*Semaphore, error) {
-			order = append(order, "a again")
-			s.Release()
-			return s, nil
-		})
-		return s, nil
-	})
-	s.Acquire().AddCallback(func(s *Semaphore) (*Semaphore, error) {
-		order = append(order, "b")
-		s.Release()
-		return s, nil
-	})
-	s.Release()
-	assert.Equal(t, []string{"a", "b", "a again"}, order)
-	assert.Equal(t, 1, s.Tokens())
-}
-
-func TestSemaphoreCancelPendingAcquireGivesTokenToNext(t *testing.T) {
-	s := NewSemaphore(1)
-	s.Acquire()
-	d1 := s.Acquire()
-	o1 := Capture(d1)
-	o2 := Capture(s.Acquire())
-	d1.Cancel()
-	require.True(t, o1.Fired)
-	assert.ErrorIs(t, o1.Failure, ErrCancelled)
-	assert.Equal(t, 1, s.Waiting())
-	s.Release()
-	assert.True(t, o2.Fired)
-	assert.Nil(t, o2.Failure)
-	s.Release()
-	assert.Equal(t, 1, s.Tokens(), "the cancelled waiter took no token")
-}
-
-func TestSemaphoreCancelFiredAcquireDoesNothing(t *testing.T) {
-	s := NewSemaphore(2)
-	d := s.Acquire()
-	d.Cancel()
-	o := Capture(d)
-	require.True(t, o.Fired)
-	assert.Nil(t, o.Failure)
-	assert.Equal(t, 1, s.Tokens(), "the token stays taken")
-	s.Release()
-	assert.Equal(t, 2, s.Tokens())
-}
-
-func TestSemaphoreHandOffToManyReleasingWaitersDoesNotGrowStack(t *testing.T) {
-	primSmallStack(t)
-	s := NewSemaphore(3)
-	for range 3 {
-		s.Acquire()
-	}
-	ran := 0
-	for range primManyWaiters {
-		s.Acquire().AddCallback(func(s *Semaphore) (*Semaphore, error) {
-			ran++
-			s.Release()
-			return s, nil
-		})
-	}
-	for range 3 {
-		s.Release()
-	}
-	assert.Equal(t, primManyWaiters, ran)
-	assert.Equal(t, 3, s.Tokens())
-	assert.Equal(t, 0, s.Waiting())
-}
-
-func TestSemaphoreConcurrentNeverMoreThanLimitHolders(t *testing.T) {
-	const limit, goroutines, rounds = 3, 16, 300
-	s := NewSemaphore(limit)
-	var inside, total atomic.Int64
-	var wg sync.WaitGroup
-	for g := range goroutines {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range rounds {
-				d := s.Acquire()
-				if (g+i)%5 == 0 {
-					d.Cancel()
-				}
-				_, f := Capture(d).Wait(t)
-				if f != nil {
-					assert.ErrorIs(t, f, ErrCancelled)
-					continue
-				}
-				if n := inside.Add(1); n > limit {
-					t.Errorf("%d holders of a Semaphore(%d) at once", n, limit)
-				}
-				total.Add(1)
-				runtime.Gosched()
-				inside.Add(-1)
-				s.Release()
-			}
-		}()
-	}
-	wg.Wait()
-	assert.Positive(t, total.Load())
-	assert.Equal(t, limit, s.Tokens(), "every token came back")
-	assert.Equal(t, 0, s.Waiting())
-}
-
 func TestSemaphoreRunLimitedBoundsConcurrentRuns(t *testing.T) {
 	s := NewSemaphore(2)
 	inners := make([]*Deferred[int], 5)
@@ -493,15 +458,6 @@ func TestSemaphoreRunLimitedBoundsConcurrentRuns(t *testing.T) {
 		assert.Equal(t, i, outs[i].Value)
 	}
 	assert.Equal(t, 2, s.Tokens())
-}
-
-func TestSemaphoreRunLimitedReleasesOnPanic(t *testing.T) {
-	s := NewSemaphore(1)
-	o := Capture(RunLimited(s, func() *Deferred[int] { panic(errors.New("bad")) }))
-	require.True(t, o.Fired)
-	_, ok := o.Failure.PanicValue()
-	assert.True(t, ok)
-	assert.Equal(t, 1, s.Tokens())
 }
 
 func TestSemaphoreRunLimitedConcurrentWithForeignReleases(t *testing.T) {
