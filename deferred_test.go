@@ -169,6 +169,32 @@ func TestCoreAddBoth(t *testing.T) {
 	})
 }
 
+// TestCoreAddBothPassThroughOfNilFailure: AddBoth's `return v, f` passes
+// a success on as a success, although f is a typed nil *Failure (a
+// non-nil error interface), as AddBoth's doc comment promises.
+func TestCoreAddBothPassThroughOfNilFailure(t *testing.T) {
+	d := New[int]()
+	d.AddBoth(func(v int, f *Failure) (int, error) { return v + 1, f })
+	var got int
+	var failed bool
+	d.AddCallbacks(
+		func(v int) (int, error) { got = v; return v, nil },
+		func(*Failure) (int, error) { failed = true; return 0, nil },
+	)
+	require.NoError(t, d.Callback(1))
+	assert.False(t, failed, "a typed nil *Failure read as a failure")
+	assert.Equal(t, 2, got)
+
+	// And a real failure passes on as one.
+	errX := errors.New("x")
+	e := New[int]()
+	e.AddBoth(func(v int, f *Failure) (int, error) { return v, f })
+	eEnd := Capture(e)
+	require.NoError(t, e.Errback(errX))
+	_, gotF := eEnd.Now(t)
+	assert.ErrorIs(t, gotF, errX)
+}
+
 func TestCoreErrbackPassingFailureKeepsPointer(t *testing.T) {
 	orig := NewFailure(errCoreA)
 	d := New[int]()

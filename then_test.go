@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"testing"
 	"weak"
@@ -375,6 +376,50 @@ func fireLongChain(t *testing.T, n, v int, link func(*Deferred[int]) *Deferred[i
 
 // TestChainMillionIterative links 1,000,000 Deferreds with Chain and fires
 // the first: the last one's callback must run, on a bounded stack.
+// TestChainRunsTargetBeforeTheRestWhenResumingFromInner: a chain that
+// resumes once an inner Deferred fires, and then reaches a Chain stage,
+// runs the Chain target's stages before its own next stage, which gets the
+// zero value (Twisted: [('other', 5), ('outer-after', None)]).
+func TestChainRunsTargetBeforeTheRestWhenResumingFromInner(t *testing.T) {
+	var got []string
+	record := func(who string) func(int) (int, error) {
+		return func(v int) (int, error) {
+			got = append(got, who+":"+strconv.Itoa(v))
+			return v, nil
+		}
+	}
+	inner := New[int]()
+	other := New[int]()
+	other.AddCallback(record("other"))
+	outer := Succeed(1).AddCallbackDeferred(func(int) *Deferred[int] { return inner })
+	outer.Chain(other).AddCallback(record("outer-after"))
+	require.Empty(t, got)
+
+	require.NoError(t, inner.Callback(5))
+	assert.Equal(t, []string{"other:5", "outer-after:0"}, got)
+}
+
+// TestChainTargetCancelledFirstSwallowsTheResult: Chain into a
+// Deferred that was cancelled (no canceller) before d fired: the result
+// is the producer's first firing after the Cancel, which is ignored, so
+// d's chain goes on with the zero value and no failure, and the target
+// keeps its ErrCancelled (Twisted: [('other', 'CancelledError'), ('d', None)]).
+func TestChainTargetCancelledFirstSwallowsTheResult(t *testing.T) {
+	other := New[int]()
+	d := New[int]()
+	dEnd := Capture(d.Chain(other))
+	other.Cancel()
+	_, otherFailure := Capture(other).Now(t)
+
+	require.NoError(t, d.Callback(5))
+	dValue, dFailure := dEnd.Now(t)
+	assert.Nil(t, dFailure, "the swallowed firing must not fail d")
+	assert.Zero(t, dValue)
+	assert.ErrorIs(t, otherFailure, ErrCancelled)
+	// Only the first firing after Cancel is swallowed.
+	assert.ErrorIs(t, other.Callback(6), ErrAlreadyCalled)
+}
+
 func TestChainMillionIterative(t *testing.T) {
 	got, extraDepth := fireLongChain(t, 1_000_000-1, 42, func(prev *Deferred[int]) *Deferred[int] {
 		next := New[int]()
