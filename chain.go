@@ -116,6 +116,22 @@ func (d *Deferred[T]) runAndUnlockIfIdle() {
 	}
 }
 
+// runFiredAndUnlock is runAndUnlockIfIdle for a Deferred the caller has
+// just fired: nobody runs it yet and it waits for nothing, so only a pause
+// or an empty queue keeps it from running. (Skipping the other checks
+// saves a fan-in input a fifth of its instructions, callgrind.)
+func (d *Deferred[T]) runFiredAndUnlock() {
+	if d.head == d.n || d.paused.Load() != 0 {
+		d.noteIdleLocked()
+		d.mu.Unlock()
+		return
+	}
+	d.set(running, true)
+	if next, back := d.runAndUnlock(); next != nil || back != nil {
+		drive(next, back)
+	}
+}
+
 // runAndUnlock is the runner: it runs d's stages, in order, until none is
 // left, d is paused, or d's chain must wait for, or move to, another
 // Deferred; it then returns the node to drive next and the node to come

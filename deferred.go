@@ -221,7 +221,7 @@ func (d *Deferred[T]) Callback(v T) error {
 		return d.calledAgainUnlock()
 	}
 	d.fireLocked(v, nil, 3)
-	d.runAndUnlockIfIdle()
+	d.runFiredAndUnlock()
 	return nil
 }
 
@@ -238,7 +238,7 @@ func (d *Deferred[T]) Errback(err error) error {
 		return d.calledAgainUnlock()
 	}
 	d.fireLocked(zeroOf[T](), f, 3)
-	d.runAndUnlockIfIdle()
+	d.runFiredAndUnlock()
 	return nil
 }
 
