@@ -350,7 +350,7 @@ func ExampleSetUnhandledHandler() {
 		default: // reported already
 		}
 	})
-	defer deferred.SetUnhandledHandler(previous)
+	defer func() { deferred.SetUnhandledHandler(previous) }() // restore it
 
 	func() {
 		d := deferred.New[int]()
