@@ -143,12 +143,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		opts.addr = srv.Addr()
 	}
 
+	// Every connection closes when conversations ends: at Ctrl-C, or when
+	// run ends them all below.
+	conversations, endAll := context.WithCancel(ctx)
+	defer endAll()
 	var g gauge
 	g.total = opts.count
 	sends := make([]*deferred.Deferred[Reply], opts.count)
 	for i := range sends {
 		m := Message{From: opts.from, To: opts.to, Body: body(opts.from, opts.to, i+1, opts.count)}
-		sends[i] = send(ctx, opts.addr, opts.helo, m, opts.timeout, &g)
+		sends[i] = send(conversations, opts.addr, opts.helo, m, opts.timeout, &g)
 	}
 
 	// Gather fires with every conversation's last reply, in order, or
@@ -157,11 +161,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	replies, err := deferred.Gather(sends...).Await(ctx)
 	if err != nil {
 		// Gather fails at the first failure and leaves the other
-		// conversations running: cancel them, and return only once every
-		// one has ended (List fires when all have settled).
-		for _, s := range sends {
-			s.Cancel()
-		}
+		// conversations running: end them, and return only once every one
+		// has ended (List fires when all have settled). Ending their
+		// context closes their connections, which fails the reply each
+		// one waits for, whichever goroutine is running its chain;
+		// a Cancel that came while a stage was running would be lost.
+		endAll()
 		_, _ = deferred.List(sends...).Await(context.Background())
 		var first *deferred.FirstError
 		switch {
@@ -331,8 +336,9 @@ type Client struct {
 
 	mu      sync.Mutex // keeps pending in the order the commands went out
 	w       *textproto.Writer
-	pending []expected // replies to come, oldest first
-	err     error      // why the connection ended, once it has
+	pending []expected  // replies to come, oldest first
+	err     error       // why the connection ended, once it has
+	unwatch func() bool // stops closing the connection when newClient's ctx ends
 }
 
 type expected struct {
@@ -346,8 +352,9 @@ var errClosed = errors.New("connection closed")
 // Dial connects to the SMTP server at addr. Connecting blocks, so Dial
 // does it on a goroutine that ends once the connection is up; from then
 // on, the connection's reader goroutine runs everything. Cancelling the
-// Deferred gives up connecting.
+// Deferred gives up connecting. The connection closes when ctx ends.
 func Dial(ctx context.Context, addr string) *deferred.Deferred[*Client] {
+	life := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	// The canceller stops the work; Cancel then fails d with ErrCancelled.
 	d := deferred.NewWithCanceller(func(*deferred.Deferred[*Client]) { cancel() })
@@ -359,18 +366,25 @@ func Dial(ctx context.Context, addr string) *deferred.Deferred[*Client] {
 			_ = d.Errback(err) // refused if d was cancelled: nobody waits
 			return
 		}
-		c := newClient(conn)
+		c := newClient(life, conn)
 		if d.Callback(c) != nil {
-			c.Close() // cancelled meanwhile: nobody will use c
+			// Cancelled meanwhile: nobody will use c, nor wait for its
+			// greeting, whose failure Close would otherwise leave unhandled.
+			c.Greeting().AddErrback(func(*deferred.Failure) (Reply, error) { return Reply{}, nil })
+			c.Close()
 		}
 	}()
 	return d
 }
 
-func newClient(conn net.Conn) *Client {
+// newClient runs the SMTP connection conn until ctx ends or Close.
+func newClient(ctx context.Context, conn net.Conn) *Client {
 	c := &Client{conn: conn, w: textproto.NewWriter(bufio.NewWriter(conn))}
 	c.mu.Lock()
 	c.greeting = c.expectLocked("connect")
+	c.unwatch = context.AfterFunc(ctx, func() {
+		c.shut(fmt.Errorf("connection closed: %w", ctx.Err()), nil)
+	})
 	c.mu.Unlock()
 	go c.readReplies(textproto.NewReader(bufio.NewReader(conn)))
 	return c
@@ -478,6 +492,7 @@ func (c *Client) shut(err error, skip *deferred.Deferred[Reply]) {
 	pending := c.pending
 	c.pending = nil
 	c.mu.Unlock()
+	c.unwatch()
 	c.conn.Close()
 	for _, p := range pending {
 		if p.reply != skip {

@@ -202,7 +202,7 @@ func TestMailTimeoutNamesTheStep(t *testing.T) {
 				go scriptedServer(server, replies[:n])
 				start := time.Now()
 
-				_, err := converse(deferred.Succeed(newClient(client)), "localhost", m, time.Minute, &gauge{total: 1}).
+				_, err := converse(deferred.Succeed(newClient(context.Background(), client)), "localhost", m, time.Minute, &gauge{total: 1}).
 					Await(context.Background())
 
 				var timedOut *TimeoutError
@@ -227,7 +227,7 @@ func TestMailTimeoutNamesTheStep(t *testing.T) {
 			client, server := net.Pipe()
 			go scriptedServer(server, replies)
 
-			r, err := converse(deferred.Succeed(newClient(client)), "localhost", m, time.Minute, &gauge{total: 1}).
+			r, err := converse(deferred.Succeed(newClient(context.Background(), client)), "localhost", m, time.Minute, &gauge{total: 1}).
 				Await(context.Background())
 
 			require.NoError(t, err)
