@@ -70,6 +70,37 @@ func ExampleSemaphore() {
 	// free tokens: 2
 }
 
+// RunLocked runs one function at a time: the next starts when the
+// Deferred of the one before has settled.
+func ExampleRunLocked() {
+	lock := deferred.NewLock()
+	write := func(name string, done *deferred.Deferred[string]) *deferred.Deferred[string] {
+		return deferred.RunLocked(lock, func() *deferred.Deferred[string] {
+			fmt.Println("start", name)
+			return done
+		}).AddCallback(func(s string) (string, error) {
+			fmt.Println("done", s)
+			return s, nil
+		})
+	}
+
+	first := deferred.New[string]()
+	write("first", first)
+	write("second", deferred.Succeed("second"))
+	fmt.Println("waiting for the lock:", lock.Waiting())
+	// RunLocked releases the lock as soon as first settles, so second
+	// starts before first's own callbacks run.
+	_ = first.Callback("first")
+	fmt.Println("locked:", lock.Locked())
+	// Output:
+	// start first
+	// waiting for the lock: 1
+	// start second
+	// done second
+	// done first
+	// locked: false
+}
+
 func ExampleQueue() {
 	q := deferred.NewQueue[string](2, 0) // stores at most 2 values; any number of Gets may wait
 
@@ -94,4 +125,24 @@ func ExampleQueue() {
 	// put d: deferred: queue full
 	// got b at once
 	// still stored: 1
+}
+
+// A Queue with no limits stores every value and lets any number of Gets
+// wait.
+func ExampleQueue_unlimited() {
+	handle := func(job string) (string, error) {
+		fmt.Println("handling", job)
+		return job, nil
+	}
+
+	q := deferred.NewQueue[string](0, 0) // no size or backlog limit
+	q.Get().AddCallback(handle)          // fires when a value is Put
+
+	fmt.Println("Gets waiting:", q.Waiting())
+	if err := q.Put("job 1"); err != nil {
+		fmt.Println(err)
+	}
+	// Output:
+	// Gets waiting: 1
+	// handling job 1
 }

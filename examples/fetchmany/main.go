@@ -8,13 +8,15 @@
 //
 // Usage:
 //
-//	fetchmany [-n 10] [-timeout 10s] [-pages 200] [URL ...]
+//	fetchmany [-n count] [-timeout duration] [-pages count] [URL ...]
 //
-// With URLs, fetchmany fetches them. Without, it starts a web server on the
-// loopback interface and fetches -pages of its pages: every tenth is missing
-// (404) and every seventh is slow (100 to 300ms). When stderr is a terminal,
-// a progress line shows there while the pages come in. Output with the
-// defaults (the port and the time vary):
+// With URLs (http:// or https://), fetchmany fetches them. Without, it
+// starts a web server on the loopback interface and fetches -pages of its
+// pages: every tenth is missing (404) and every seventh is slow (100 to
+// 300ms). -n (default 10) bounds the fetches in flight, -timeout (default
+// 10s) each fetch. When stderr is a terminal, a progress line shows there
+// while the pages come in. Output with the defaults (the port and the time
+// vary):
 //
 //	200 URLs, at most 10 in flight:
 //	  ok       180
@@ -25,6 +27,12 @@
 //	  20  404 Not Found  e.g. http://127.0.0.1:33693/page/9
 //
 //	loopback server: 200 requests, 20 answered 404, at most 10 in flight at once
+//
+// The exit status is 0 when every page was fetched (the loopback server's
+// missing pages aside: they are part of the demonstration), 1 when a fetch
+// failed, 2 for a bad flag or argument, and 130 after Ctrl-C, which
+// cancels the fetches still waiting or running and prints the summary of
+// what came in before. -h prints the usage.
 package main
 
 import (
@@ -36,9 +44,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,38 +56,100 @@ import (
 	"github.com/deferred-go/deferred/web"
 )
 
+const (
+	name     = "fetchmany"
+	synopsis = "usage: fetchmany [-n count] [-timeout duration] [-pages count] [URL ...]"
+	about    = `Fetchmany fetches the web pages at the URLs, at most -n at a time, and
+prints a summary of what came in and why each failure failed. Without URLs
+it fetches -pages pages of a loopback server of its own, so it runs offline.`
+)
+
 func main() {
+	// Ctrl-C ends ctx, which cancels the fetches; a second Ctrl-C, once
+	// signals are no longer caught, ends the program at once.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	err := run(ctx, os.Stdout, os.Stderr, os.Args[1:])
+	context.AfterFunc(ctx, stop)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	if errors.Is(err, flag.ErrHelp) {
-		return // -h: the usage is printed already
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "fetchmany:", err)
-		os.Exit(1)
-	}
+	os.Exit(code)
 }
 
-func run(ctx context.Context, stdout, stderr io.Writer, args []string) error {
-	flags := flag.NewFlagSet("fetchmany", flag.ContinueOnError)
-	flags.SetOutput(stderr)
-	n := flags.Int("n", 10, "the most fetches in flight at once")
-	timeout := flags.Duration("timeout", 10*time.Second, "the time limit of each fetch")
-	pages := flags.Int("pages", 200, "how many pages of the loopback server to fetch, without URLs")
-	if err := flags.Parse(args); err != nil {
+// options are fetchmany's flags and arguments.
+type options struct {
+	n, pages int
+	timeout  time.Duration
+	urls     []string
+}
+
+// parseArgs returns the options in args and ok; or, for -h or a bad flag
+// or argument, the exit status, after printing the usage or the error.
+func parseArgs(args []string, stderr io.Writer) (opts options, status int, ok bool) {
+	flags := flag.NewFlagSet(name, flag.ContinueOnError)
+	flags.SetOutput(io.Discard) // the errors are printed below, once
+	flags.IntVar(&opts.n, "n", 10, "fetch at most `count` pages at once")
+	flags.DurationVar(&opts.timeout, "timeout", 10*time.Second, "give up on a fetch after `duration`")
+	flags.IntVar(&opts.pages, "pages", 200, "without URLs, fetch `count` pages of the loopback server")
+	err := flags.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprintf(stderr, "%s\n\n%s\n\nFlags:\n", synopsis, about)
+		flags.SetOutput(stderr)
+		flags.PrintDefaults()
+		fmt.Fprintf(stderr, "\nExit status: 0 once every page is fetched (the loopback server's\n"+
+			"missing pages aside), 1 if a fetch fails, 2 for a bad flag or argument,\n"+
+			"130 after Ctrl-C, which prints the summary so far.\n")
+		return opts, 0, false
+	case err != nil:
+	case opts.n < 1:
+		err = fmt.Errorf("-n must be at least 1, not %d", opts.n)
+	case opts.timeout <= 0:
+		err = fmt.Errorf("-timeout must be positive, not %v", opts.timeout)
+	case opts.pages < 0:
+		err = fmt.Errorf("-pages must not be negative, not %d", opts.pages)
+	default:
+		opts.urls = flags.Args()
+		for _, u := range opts.urls {
+			if err = checkURL(u); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n%s\n", name, err, synopsis)
+		return opts, 2, false
+	}
+	return opts, 0, true
+}
+
+// checkURL returns an error, with a hint if it can give one, for a URL
+// that web.GetPage cannot fetch: without http:// or https://.
+func checkURL(raw string) error {
+	if !strings.Contains(raw, "://") {
+		return fmt.Errorf("URL %q has no scheme: try http://%s", raw, raw)
+	}
+	u, err := neturl.Parse(raw)
+	if err != nil {
 		return err
 	}
-	if *n < 1 || *timeout <= 0 || *pages < 0 {
-		return errors.New("-n must be at least 1, -timeout positive, -pages not negative")
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("URL %q: want http:// or https://", raw)
 	}
+	return nil
+}
 
-	urls := flags.Args()
+// run is the program: it returns the exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	opts, status, ok := parseArgs(args, stderr)
+	if !ok {
+		return status
+	}
+	urls := opts.urls
 	var site *demoSite
 	if len(urls) == 0 {
 		var err error
-		if site, err = startDemoSite(*pages); err != nil {
-			return err
+		if site, err = startDemoSite(opts.pages); err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", name, err)
+			return 1
 		}
 		defer site.Close()
 		urls = site.URLs()
@@ -86,7 +158,7 @@ func run(ctx context.Context, stdout, stderr io.Writer, args []string) error {
 	// An HTTP client of our own, so that its idle connections can be
 	// closed when we are done.
 	transport := http.DefaultTransport.(*http.Transport).Clone()
-	transport.MaxIdleConnsPerHost = *n
+	transport.MaxIdleConnsPerHost = opts.n
 	defer transport.CloseIdleConnections()
 	client := &http.Client{Transport: transport}
 
@@ -96,7 +168,7 @@ func run(ctx context.Context, stdout, stderr io.Writer, args []string) error {
 	}
 
 	start := time.Now()
-	sem := deferred.NewSemaphore(*n)
+	sem := deferred.NewSemaphore(opts.n)
 	fetches := make([]*deferred.Deferred[[]byte], len(urls))
 	for i, u := range urls {
 		// RunLimited returns at once. It calls the function when it holds
@@ -105,7 +177,7 @@ func run(ctx context.Context, stdout, stderr io.Writer, args []string) error {
 		// returned fires. A URL waiting for a token is a Deferred in sem's
 		// queue: no goroutine waits for it.
 		fetches[i] = deferred.RunLimited(sem, func() *deferred.Deferred[[]byte] {
-			return web.GetPage(ctx, u, web.WithClient(client), web.WithTimeout(*timeout))
+			return web.GetPage(ctx, u, web.WithClient(client), web.WithTimeout(opts.timeout))
 		})
 		if prog != nil {
 			// A stage that looks at the result and passes it on unchanged,
@@ -120,20 +192,23 @@ func run(ctx context.Context, stdout, stderr io.Writer, args []string) error {
 
 	// List fires once every fetch has settled, with one Outcome per URL,
 	// in order. It takes each failure into its Outcome: none is reported
-	// as unhandled, and none is lost, as the table below shows. Await
-	// blocks this goroutine until then; if ctx ends first (Ctrl-C), it
-	// cancels the List, which cancels every fetch still waiting or running.
-	outcomes, err := deferred.List(fetches...).Await(ctx)
+	// as unhandled, and none is lost, as the table below shows. If ctx
+	// ends first (Ctrl-C), cancelling the List cancels every fetch still
+	// waiting or running, and the List fires with the outcomes as they
+	// stand, cancellations included. Await blocks this goroutine until
+	// the List fires.
+	all := deferred.List(fetches...)
+	stop := context.AfterFunc(ctx, all.Cancel)
+	defer stop()
+	outcomes, err := all.Await(context.Background())
 	elapsed := time.Since(start)
 	prog.finish()
-	if err == nil {
-		err = ctx.Err() // interrupted, though every fetch had settled
-	}
-	if err != nil {
-		return err
+	if err != nil { // a fetch could not even be cancelled: nothing to sum up
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return 1
 	}
 
-	writeSummary(stdout, urls, outcomes, *n, elapsed)
+	writeSummary(stdout, urls, outcomes, opts.n, elapsed)
 	if site != nil {
 		fmt.Fprintf(stdout, "\nloopback server: %d requests, %d answered 404, ", site.requests.Load(), site.notFound.Load())
 		if a := site.abandoned.Load(); a > 0 {
@@ -143,7 +218,26 @@ func run(ctx context.Context, stdout, stderr io.Writer, args []string) error {
 			fmt.Fprintf(stdout, "at most %d in flight at once\n", site.maxInFlight.Load())
 		}
 	}
-	return nil
+
+	if ctx.Err() != nil {
+		fmt.Fprintf(stderr, "%s: interrupted\n", name)
+		return 130
+	}
+	failed := 0
+	for i, o := range outcomes {
+		if o.Failure != nil && !(site != nil && site.meantToMiss(i, o.Failure)) {
+			failed++
+		}
+	}
+	switch {
+	case failed == 0:
+		return 0
+	case site != nil:
+		fmt.Fprintf(stderr, "%s: %d of %d fetches failed, besides the pages the loopback server is meant to miss\n", name, failed, len(urls))
+	default:
+		fmt.Fprintf(stderr, "%s: %d of %d fetches failed\n", name, failed, len(urls))
+	}
+	return 1
 }
 
 // writeSummary prints how many fetches succeeded and failed, and the
@@ -187,7 +281,8 @@ func writeSummary(w io.Writer, urls []string, outcomes []deferred.Outcome[[]byte
 }
 
 // reason names why a fetch failed, in words that group alike failures:
-// the HTTP status, a timeout, or the network error without the address.
+// the HTTP status, a timeout, a cancellation, or the network error without
+// the address.
 func reason(f *deferred.Failure) string {
 	var status *web.StatusError
 	var dns *net.DNSError
@@ -197,6 +292,8 @@ func reason(f *deferred.Failure) string {
 		return status.Status
 	case errors.Is(f, deferred.ErrTimeout):
 		return "timed out"
+	case errors.Is(f, deferred.ErrCancelled), errors.Is(f, context.Canceled): // Ctrl-C
+		return "cancelled"
 	case errors.As(f, &dns) && dns.IsNotFound:
 		return "no such host"
 	case errors.As(f, &op):

@@ -3,7 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"net"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,12 +14,25 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/deferred-go/deferred/examples/internal/clitest"
 )
 
 // TestMain fails the tests if a goroutine (a server, a connection, a
 // fetch) outlives them.
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
+}
+
+// noTimeout is a -timeout that no fetch reaches, however busy the machine:
+// the tests that count what the server served must not depend on speed.
+const noTimeout = "1h"
+
+// fetchmany runs run with args.
+func fetchmany(ctx context.Context, args ...string) clitest.Result {
+	var stdout, stderr bytes.Buffer
+	code := run(ctx, args, &stdout, &stderr)
+	return clitest.Result{Code: code, Stdout: stdout.String(), Stderr: stderr.String()}
 }
 
 // summary is what the test reads back from run's output.
@@ -90,14 +103,14 @@ func expectedPages(n int) (missing, slow int) {
 
 func TestFetchmanyDefaultsMatchWhatTheServerServed(t *testing.T) {
 	t.Parallel()
-	var stdout, stderr bytes.Buffer
-	require.NoError(t, run(context.Background(), &stdout, &stderr, nil))
-	s := parseSummary(t, stdout.String())
+	r := fetchmany(context.Background(), "-timeout", noTimeout)
+	s := parseSummary(t, r.Stdout)
 	missing, _ := expectedPages(200)
 
+	assert.Equal(t, 0, r.Code, "the pages the server is meant to miss are no failure of the run")
 	assert.Equal(t, 200, s.total)
 	assert.Equal(t, 10, s.limit)
-	require.NotNil(t, s.server, "no loopback server line in:\n%s", stdout.String())
+	require.NotNil(t, s.server, "no loopback server line in:\n%s", r.Stdout)
 	// The server counted on its side what the client summed up from List.
 	assert.Equal(t, 200, s.server.requests)
 	assert.Equal(t, missing, s.server.notFound)
@@ -107,17 +120,17 @@ func TestFetchmanyDefaultsMatchWhatTheServerServed(t *testing.T) {
 	// The semaphore's bound, as the server saw it.
 	assert.LessOrEqual(t, s.server.maxInFlight, 10)
 	assert.GreaterOrEqual(t, s.server.maxInFlight, 1)
-	assert.Empty(t, stderr.String(), "no progress line when stderr is not a terminal")
+	assert.Empty(t, r.Stderr, "no progress line when stderr is not a terminal")
 }
 
 func TestFetchmanyNeverExceedsTheLimit(t *testing.T) {
 	t.Parallel()
 	for _, n := range []int{1, 3} {
-		var stdout, stderr bytes.Buffer
-		require.NoError(t, run(context.Background(), &stdout, &stderr, []string{"-n", strconv.Itoa(n), "-pages", "30"}))
-		s := parseSummary(t, stdout.String())
+		r := fetchmany(context.Background(), "-n", strconv.Itoa(n), "-pages", "30", "-timeout", noTimeout)
+		s := parseSummary(t, r.Stdout)
 		missing, _ := expectedPages(30)
 		require.NotNil(t, s.server)
+		assert.Equal(t, 0, r.Code)
 		assert.Equal(t, n, s.limit)
 		assert.Equal(t, 30, s.server.requests)
 		assert.Equal(t, 30-missing, s.ok)
@@ -141,16 +154,11 @@ func TestFetchmanyGroupsFailuresOfGivenURLsByReason(t *testing.T) {
 		}
 	}))
 	defer ts.Close()
-	// A port nobody listens on: listen, note it, close.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	refused := "http://" + ln.Addr().String() + "/"
-	require.NoError(t, ln.Close())
+	refused := clitest.RefusedURL(t)
 
 	urls := []string{ts.URL + "/ok", ts.URL + "/a", ts.URL + "/broken", ts.URL + "/b", ts.URL + "/ok", refused}
-	var stdout, stderr bytes.Buffer
-	require.NoError(t, run(context.Background(), &stdout, &stderr, append([]string{"-n", "2"}, urls...)))
-	s := parseSummary(t, stdout.String())
+	r := fetchmany(context.Background(), append([]string{"-n", "2", "-timeout", noTimeout}, urls...)...)
+	s := parseSummary(t, r.Stdout)
 
 	assert.Equal(t, len(urls), s.total)
 	assert.Equal(t, 2, s.ok)
@@ -161,28 +169,80 @@ func TestFetchmanyGroupsFailuresOfGivenURLsByReason(t *testing.T) {
 		"connect: connection refused": 1,
 	}, s.reasons)
 	assert.Nil(t, s.server, "no loopback server with URL arguments")
-	assert.Contains(t, stdout.String(), "e.g. "+ts.URL+"/a\n", "the example URL is the first that failed that way")
+	assert.Contains(t, r.Stdout, "e.g. "+ts.URL+"/a\n", "the example URL is the first that failed that way")
+	// A 404 of a URL given is a failure like any other.
+	assert.Equal(t, 1, r.Code)
+	assert.Equal(t, "fetchmany: 4 of 6 fetches failed\n", r.Stderr)
 }
 
+func TestFetchmanyExitsZeroWhenEveryURLIsFetched(t *testing.T) {
+	t.Parallel()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("fine"))
+	}))
+	defer ts.Close()
+
+	r := fetchmany(context.Background(), "-timeout", noTimeout, ts.URL+"/a", ts.URL+"/b")
+
+	assert.Equal(t, 0, r.Code)
+	assert.Empty(t, r.Stderr)
+	s := parseSummary(t, r.Stdout)
+	assert.Equal(t, 2, s.ok)
+	assert.Equal(t, 0, s.failed)
+}
+
+// TestFetchmanyReportsTimeouts checks only what holds at any speed: a slow
+// page (100ms or more) always outlasts a 60ms timeout, but on a busy
+// machine a fast one may too, and a request may time out before it reaches
+// the server, or before the server notices it was abandoned.
 func TestFetchmanyReportsTimeouts(t *testing.T) {
 	t.Parallel()
-	var stdout, stderr bytes.Buffer
-	// Slow pages take 100ms at least; fast ones answer at once.
-	require.NoError(t, run(context.Background(), &stdout, &stderr, []string{"-pages", "20", "-timeout", "60ms"}))
-	s := parseSummary(t, stdout.String())
-	_, slow := expectedPages(20)
+	r := fetchmany(context.Background(), "-pages", "20", "-timeout", "60ms")
+	s := parseSummary(t, r.Stdout)
+	missing, slow := expectedPages(20)
 	require.Positive(t, slow)
-	assert.GreaterOrEqual(t, s.reasons["timed out"], slow)
-	assert.Equal(t, 20, s.ok+s.failed)
 
-	// The server counts apart the requests the client gave up on: they
-	// are neither answered nor counted as 404s.
+	assert.Equal(t, 20, s.ok+s.failed)
+	assert.GreaterOrEqual(t, s.reasons["timed out"], slow)
+	assert.LessOrEqual(t, s.reasons["404 Not Found"], missing)
+	assert.Equal(t, s.failed, s.reasons["timed out"]+s.reasons["404 Not Found"], "no other reason: %v", s.reasons)
 	require.NotNil(t, s.server)
-	missing, _ := expectedPages(20)
-	assert.Equal(t, 20, s.server.requests)
-	assert.Positive(t, s.server.abandoned)
+	assert.LessOrEqual(t, s.server.requests, 20)
 	assert.LessOrEqual(t, s.server.abandoned, s.reasons["timed out"])
-	assert.LessOrEqual(t, s.server.notFound, missing)
+	assert.Equal(t, s.reasons["404 Not Found"], s.server.notFound, "every 404 the server answered reached the client")
+
+	// A timeout is a failure of the run, unlike the pages the server is
+	// meant to miss.
+	assert.Equal(t, 1, r.Code)
+	assert.Equal(t, fmt.Sprintf("fetchmany: %d of 20 fetches failed, besides the pages the loopback server is meant to miss\n",
+		s.reasons["timed out"]), r.Stderr)
+}
+
+// TestFetchmanySiteCountsAbandonedRequests checks the loopback server's
+// own count of the requests the client gave up on, without a network.
+func TestFetchmanySiteCountsAbandonedRequests(t *testing.T) {
+	t.Parallel()
+	s := &demoSite{pages: 20}
+	gaveUp, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, i := range []string{"0", "3", "9"} { // fast, slow, missing
+		req := httptest.NewRequestWithContext(gaveUp, "GET", "/page/"+i, nil)
+		req.SetPathValue("i", i)
+		w := httptest.NewRecorder()
+
+		s.servePage(w, req)
+
+		assert.Empty(t, w.Body.String(), "page %s: nobody reads an answer", i)
+	}
+	req := httptest.NewRequest("GET", "/page/9", nil)
+	req.SetPathValue("i", "9")
+	s.servePage(httptest.NewRecorder(), req)
+
+	assert.Equal(t, int64(4), s.requests.Load())
+	assert.Equal(t, int64(3), s.abandoned.Load())
+	assert.Equal(t, int64(1), s.notFound.Load(), "an abandoned request is not answered 404")
+	assert.Equal(t, int64(0), s.inFlight.Load())
+	assert.Equal(t, int64(1), s.maxInFlight.Load())
 }
 
 func TestFetchmanyWritesProgressOnlyToATerminal(t *testing.T) {
@@ -201,7 +261,7 @@ func TestFetchmanyWritesProgressOnlyToATerminal(t *testing.T) {
 	// The terminal path, with fetches settling on many goroutines: the
 	// race detector checks the progress line's locking.
 	var stdout bytes.Buffer
-	require.NoError(t, run(context.Background(), &stdout, devNull, []string{"-pages", "40"}))
+	require.Equal(t, 0, run(context.Background(), []string{"-pages", "40", "-timeout", noTimeout}, &stdout, devNull))
 	assert.Equal(t, 40, parseSummary(t, stdout.String()).total)
 
 	p := &progress{w: &buf, total: 3}
@@ -211,20 +271,57 @@ func TestFetchmanyWritesProgressOnlyToATerminal(t *testing.T) {
 	assert.Equal(t, "\r1/3 fetched: 1 ok, 0 failed\r2/3 fetched: 1 ok, 1 failed\n", buf.String())
 }
 
-func TestFetchmanyRejectsBadFlags(t *testing.T) {
+func TestFetchmanyFlags(t *testing.T) {
 	t.Parallel()
-	var stdout, stderr bytes.Buffer
-	assert.Error(t, run(context.Background(), &stdout, &stderr, []string{"-n", "0"}))
-	assert.Error(t, run(context.Background(), &stdout, &stderr, []string{"-bogus"}))
-	assert.Empty(t, stdout.String())
+	p := clitest.Program{Name: name, Run: run, Synopsis: synopsis}
+	clitest.TestFlags(t, p)
+	for _, tc := range []struct {
+		message string
+		args    []string
+	}{
+		{`invalid value "x" for flag -n: parse error`, []string{"-n", "x"}},
+		{"-n must be at least 1, not 0", []string{"-n", "0"}},
+		{"-pages must not be negative, not -1", []string{"-pages", "-1"}},
+		{`URL "example.org" has no scheme: try http://example.org`, []string{"http://127.0.0.1:1/", "example.org"}},
+		{`URL "ftp://example.org/": want http:// or https://`, []string{"ftp://example.org/"}},
+	} {
+		p.UsageError(t, tc.message, tc.args...)
+	}
 }
 
-func TestFetchmanyStopsWhenCancelled(t *testing.T) {
+// TestFetchmanyCtrlCPrintsWhatItHas interrupts a run of three fetches,
+// one at a time, while the second one waits for its answer: the first is
+// in, the other two are cancelled, and the summary says so.
+func TestFetchmanyCtrlCPrintsWhatItHas(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	var stdout, stderr bytes.Buffer
-	err := run(ctx, &stdout, &stderr, []string{"-pages", "50"})
-	assert.ErrorIs(t, err, context.Canceled)
-	assert.Empty(t, stdout.String())
+	arrived := make(chan struct{})
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/wait" {
+			close(arrived)
+			<-r.Context().Done()
+			return
+		}
+		w.Write([]byte("fine"))
+	}))
+	defer ts.Close()
+	ctx, interrupt := context.WithCancel(context.Background())
+	defer interrupt()
+	go func() {
+		select {
+		case <-arrived:
+			interrupt()
+		case <-ctx.Done():
+		}
+	}()
+
+	r := fetchmany(ctx, "-n", "1", "-timeout", noTimeout, ts.URL+"/first", ts.URL+"/wait", ts.URL+"/never")
+
+	assert.Equal(t, 130, r.Code)
+	assert.Equal(t, "fetchmany: interrupted\n", r.Stderr)
+	s := parseSummary(t, r.Stdout)
+	assert.Equal(t, 3, s.total)
+	assert.Equal(t, 1, s.ok)
+	assert.Equal(t, 2, s.failed)
+	assert.Equal(t, map[string]int{"cancelled": 2}, s.reasons)
+	assert.Contains(t, r.Stdout, "e.g. "+ts.URL+"/wait\n")
 }

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/deferred-go/deferred/web"
 )
 
 // demoSite is the web server fetchmany fetches from when it is given no
@@ -32,6 +34,14 @@ func page(i int) (missing bool, delay time.Duration) {
 		delay = time.Duration(100+50*(i%5)) * time.Millisecond
 	}
 	return missing, delay
+}
+
+// meantToMiss reports whether err, the failure of the fetch of page i, is
+// the 404 the site answers for a page it is meant to miss.
+func (s *demoSite) meantToMiss(i int, err error) bool {
+	missing, _ := page(i)
+	var status *web.StatusError
+	return missing && errors.As(err, &status) && status.StatusCode == http.StatusNotFound
 }
 
 func startDemoSite(pages int) (*demoSite, error) {

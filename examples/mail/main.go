@@ -20,7 +20,7 @@
 //
 // Usage:
 //
-//	mail [-count 5] [-server host:port] [-from addr] [-to addr] [-helo name] [-timeout 10s]
+//	mail [-count n] [-server host:port] [-from addr] [-to addr] [-helo name] [-timeout duration]
 //
 // Without -server, mail starts an SMTP server on the loopback interface,
 // which keeps what it receives and knows no user called "nobody": try
@@ -38,8 +38,12 @@
 // main, two of os/signal's, the server's accept loop, and one per
 // connection on each side (5 + 5): none per step.
 //
-// With -to nobody@example.com, mail exits with status 1 after printing, on
-// stderr (the message that fails first varies):
+// The exit status is 0 once every message is sent, 1 when one is not
+// (the first failure is on stderr), 2 for a bad flag or argument, and 130
+// after Ctrl-C. -timeout (default 10s) bounds each conversation; a
+// conversation that runs out of time names the step it was waiting on.
+// -h prints the usage. With -to nobody@example.com, mail exits with
+// status 1 after printing, on stderr (the message that fails first varies):
 //
 //	mail: message 3 of 5 not sent: smtp: RCPT TO:<nobody@example.com> refused: 550 5.1.1 <nobody@example.com>: no such user
 package main
@@ -63,52 +67,92 @@ import (
 	"github.com/deferred-go/deferred"
 )
 
+const (
+	name     = "mail"
+	synopsis = "usage: mail [-count n] [-server host:port] [-from addr] [-to addr] [-helo name] [-timeout duration]"
+	about    = `Mail sends -count messages at once through SMTP conversations in which
+every step is a Deferred. Without -server it sends them to an SMTP server
+of its own on the loopback interface, so it runs offline.`
+)
+
 func main() {
+	// Ctrl-C ends ctx, which cancels the conversations; a second Ctrl-C,
+	// once signals are no longer caught, ends the program at once.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	err := run(ctx, os.Stdout, os.Args[1:])
+	context.AfterFunc(ctx, stop)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	if errors.Is(err, flag.ErrHelp) {
-		return // -h: the usage is printed already
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "mail:", err)
-		os.Exit(1)
-	}
+	os.Exit(code)
 }
 
-func run(ctx context.Context, w io.Writer, args []string) error {
-	flags := flag.NewFlagSet("mail", flag.ContinueOnError)
-	flags.SetOutput(w)
-	count := flags.Int("count", 5, "how many messages to send at once")
-	addr := flags.String("server", "", "the SMTP server's host:port (default: one on the loopback interface)")
-	from := flags.String("from", "alice@example.com", "the sender")
-	to := flags.String("to", "bob@example.com", "the recipient")
-	helo := flags.String("helo", "localhost", "the name to give in HELO")
-	timeout := flags.Duration("timeout", 10*time.Second, "the time limit of each conversation")
-	if err := flags.Parse(args); err != nil {
-		return err
+// options are mail's flags.
+type options struct {
+	count                int
+	addr, from, to, helo string
+	timeout              time.Duration
+}
+
+// parseArgs returns the options in args and ok; or, for -h or a bad flag
+// or argument, the exit status, after printing the usage or the error.
+func parseArgs(args []string, stderr io.Writer) (opts options, status int, ok bool) {
+	flags := flag.NewFlagSet(name, flag.ContinueOnError)
+	flags.SetOutput(io.Discard) // the errors are printed below, once
+	flags.IntVar(&opts.count, "count", 5, "send `n` messages at once")
+	flags.StringVar(&opts.addr, "server", "", "the SMTP server's `host:port` (default: one on the loopback interface)")
+	flags.StringVar(&opts.from, "from", "alice@example.com", "the sender's `address`")
+	flags.StringVar(&opts.to, "to", "bob@example.com", "the recipient's `address`")
+	flags.StringVar(&opts.helo, "helo", "localhost", "the `name` to give in HELO")
+	flags.DurationVar(&opts.timeout, "timeout", 10*time.Second, "give up on a conversation after `duration`")
+	err := flags.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprintf(stderr, "%s\n\n%s\n\nFlags:\n", synopsis, about)
+		flags.SetOutput(stderr)
+		flags.PrintDefaults()
+		fmt.Fprintf(stderr, "\nExit status: 0 once every message is sent, 1 if one is not,\n"+
+			"2 for a bad flag or argument, 130 after Ctrl-C.\n")
+		return opts, 0, false
+	case err != nil:
+	case opts.count < 1:
+		err = fmt.Errorf("-count must be at least 1, not %d", opts.count)
+	case opts.timeout <= 0:
+		err = fmt.Errorf("-timeout must be positive, not %v", opts.timeout)
+	case flags.NArg() > 0:
+		err = fmt.Errorf("want no arguments, got %q", flags.Args())
 	}
-	if *count < 1 || *timeout <= 0 {
-		return errors.New("-count must be at least 1 and -timeout positive")
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n%s\n", name, err, synopsis)
+		return opts, 2, false
 	}
-	if *addr == "" {
+	return opts, 0, true
+}
+
+// run is the program: it returns the exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	opts, status, ok := parseArgs(args, stderr)
+	if !ok {
+		return status
+	}
+	if opts.addr == "" {
 		srv, err := startServer()
 		if err != nil {
-			return err
+			fmt.Fprintf(stderr, "%s: %v\n", name, err)
+			return 1
 		}
 		defer srv.Close()
-		*addr = srv.Addr()
+		opts.addr = srv.Addr()
 	}
 
+	// Every connection closes when conversations ends: at Ctrl-C, or when
+	// run ends them all below.
+	conversations, endAll := context.WithCancel(ctx)
+	defer endAll()
 	var g gauge
-	g.total = *count
-	sends := make([]*deferred.Deferred[Reply], *count)
+	g.total = opts.count
+	sends := make([]*deferred.Deferred[Reply], opts.count)
 	for i := range sends {
-		m := Message{From: *from, To: *to, Body: body(*from, *to, i+1, *count)}
-		// AddTimeout cancels the conversation if it has not ended in
-		// time; the cancellation reaches the step it waits on, which
-		// closes the connection.
-		sends[i] = send(ctx, *addr, *helo, m, &g).AddTimeout(*timeout)
+		m := Message{From: opts.from, To: opts.to, Body: body(opts.from, opts.to, i+1, opts.count)}
+		sends[i] = send(conversations, opts.addr, opts.helo, m, opts.timeout, &g)
 	}
 
 	// Gather fires with every conversation's last reply, in order, or
@@ -117,26 +161,33 @@ func run(ctx context.Context, w io.Writer, args []string) error {
 	replies, err := deferred.Gather(sends...).Await(ctx)
 	if err != nil {
 		// Gather fails at the first failure and leaves the other
-		// conversations running: cancel them, and return only once every
-		// one has ended (List fires when all have settled).
-		for _, s := range sends {
-			s.Cancel()
-		}
+		// conversations running: end them, and return only once every one
+		// has ended (List fires when all have settled). Ending their
+		// context closes their connections, which fails the reply each
+		// one waits for, whichever goroutine is running its chain;
+		// a Cancel that came while a stage was running would be lost.
+		endAll()
 		_, _ = deferred.List(sends...).Await(context.Background())
 		var first *deferred.FirstError
-		if errors.As(err, &first) {
-			return fmt.Errorf("message %d of %d not sent: %w", first.Index+1, *count, first.Failure)
+		switch {
+		case ctx.Err() != nil: // Ctrl-C, whatever the failure it caused
+			fmt.Fprintf(stderr, "%s: interrupted\n", name)
+			return 130
+		case errors.As(err, &first):
+			fmt.Fprintf(stderr, "%s: message %d of %d not sent: %v\n", name, first.Index+1, opts.count, first.Failure)
+		default:
+			fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		}
-		return err
+		return 1
 	}
 	for i, r := range replies {
-		fmt.Fprintf(w, "message %d of %d to %s: %v\n", i+1, *count, *to, r)
+		fmt.Fprintf(stdout, "message %d of %d to %s: %v\n", i+1, opts.count, opts.to, r)
 	}
 	if inFlight, goroutines, ok := g.sample(); ok {
-		fmt.Fprintf(w, "when the last connection was greeted: %d conversations in flight, %d goroutines in all\n",
+		fmt.Fprintf(stdout, "when the last connection was greeted: %d conversations in flight, %d goroutines in all\n",
 			inFlight, goroutines)
 	}
-	return nil
+	return 0
 }
 
 // A Message is a mail to send: its envelope (From, To) and its content,
@@ -153,14 +204,25 @@ func body(from, to string, i, n int) string {
 
 // send runs one SMTP conversation with the server at addr and returns a
 // Deferred that fires with the server's acceptance of m (its reply to the
-// message), or fails with the step that went wrong.
-func send(ctx context.Context, addr, helo string, m Message, g *gauge) *deferred.Deferred[Reply] {
-	var c *Client // set once connected; each later stage runs after that one
+// message), or fails with the step that went wrong. If the conversation
+// has not ended within timeout, it fails with a *TimeoutError.
+func send(ctx context.Context, addr, helo string, m Message, timeout time.Duration, g *gauge) *deferred.Deferred[Reply] {
+	return converse(Dial(ctx, addr), helo, m, timeout, g)
+}
+
+// converse is send, once connecting has started: dialed fires with the
+// connection.
+func converse(dialed *deferred.Deferred[*Client], helo string, m Message, timeout time.Duration, g *gauge) *deferred.Deferred[Reply] {
+	var c *Client                      // set once connected; each later stage runs after that one
+	var waiting atomic.Pointer[string] // what the conversation waits for, read by the timeout
+	waitFor := func(what string) { waiting.Store(&what) }
+	waitFor("the connection")
 
 	// ThenDeferred goes from a Deferred *Client to a Deferred Reply: the
 	// server's greeting, its answer to the connection itself.
-	d := deferred.ThenDeferred(Dial(ctx, addr), func(client *Client) *deferred.Deferred[Reply] {
+	d := deferred.ThenDeferred(dialed, func(client *Client) *deferred.Deferred[Reply] {
 		c = client
+		waitFor("the greeting")
 		return c.Greeting()
 	})
 	d.AddCallback(func(r Reply) (Reply, error) {
@@ -173,16 +235,23 @@ func send(ctx context.Context, addr, helo string, m Message, g *gauge) *deferred
 	// returns, then go on with its reply. A failed step (a 4xx or 5xx
 	// reply, a broken connection) skips every callback after it.
 	step := func(command string) func(Reply) *deferred.Deferred[Reply] {
-		return func(Reply) *deferred.Deferred[Reply] { return c.Command(command) }
+		return func(Reply) *deferred.Deferred[Reply] {
+			waitFor("the reply to " + command)
+			return c.Command(command)
+		}
 	}
 	d.AddCallbackDeferred(step("HELO " + helo)).
 		AddCallbackDeferred(step("MAIL FROM:<" + m.From + ">")).
 		AddCallbackDeferred(step("RCPT TO:<" + m.To + ">")).
 		AddCallbackDeferred(step("DATA")).
-		AddCallbackDeferred(func(Reply) *deferred.Deferred[Reply] { return c.Message(m.Body) }).
+		AddCallbackDeferred(func(Reply) *deferred.Deferred[Reply] {
+			waitFor("the reply to the message")
+			return c.Message(m.Body)
+		}).
 		AddCallbackDeferred(func(queued Reply) *deferred.Deferred[Reply] {
 			// The reply to the message is the one to keep: QUIT's reply
 			// only ends the conversation, so a callback swaps it back.
+			waitFor("the reply to QUIT")
 			return c.Command("QUIT").AddCallback(func(Reply) (Reply, error) { return queued, nil })
 		})
 
@@ -199,14 +268,42 @@ func send(ctx context.Context, addr, helo string, m Message, g *gauge) *deferred
 
 	// AddBoth runs whichever way the conversation ended: close the
 	// connection, which ends its reader goroutine, and pass the result on.
-	return d.AddBoth(func(r Reply, f *deferred.Failure) (Reply, error) {
+	d.AddBoth(func(r Reply, f *deferred.Failure) (Reply, error) {
 		if c != nil {
 			c.Close()
 		}
 		g.ended()
 		return r, f
 	})
+
+	// AddTimeout cancels the conversation if it has not ended in time;
+	// the cancellation reaches the step it waits on, which closes the
+	// connection, and the stages above run as for any failure. The
+	// errback after it names that step.
+	return d.AddTimeout(timeout).AddErrback(func(f *deferred.Failure) (Reply, error) {
+		if errors.Is(f, deferred.ErrTimeout) {
+			return Reply{}, &TimeoutError{Step: *waiting.Load(), After: timeout, Err: f}
+		}
+		return Reply{}, f
+	})
 }
+
+// A TimeoutError is the failure of a conversation that did not end in
+// time. It names the step the conversation was waiting on, and it matches
+// deferred.ErrTimeout (errors.Is).
+type TimeoutError struct {
+	Step  string        // e.g. "the greeting", "the reply to DATA"
+	After time.Duration // the time limit
+	Err   error         // the timeout's failure
+}
+
+// Error names the step and the time limit.
+func (e *TimeoutError) Error() string {
+	return fmt.Sprintf("smtp: timed out after %v waiting for %s", e.After, e.Step)
+}
+
+// Unwrap returns the timeout's failure.
+func (e *TimeoutError) Unwrap() error { return e.Err }
 
 // A Reply is an SMTP server's answer to a command: a three-digit code and
 // its text, lines joined by "\n".
@@ -239,8 +336,9 @@ type Client struct {
 
 	mu      sync.Mutex // keeps pending in the order the commands went out
 	w       *textproto.Writer
-	pending []expected // replies to come, oldest first
-	err     error      // why the connection ended, once it has
+	pending []expected  // replies to come, oldest first
+	err     error       // why the connection ended, once it has
+	unwatch func() bool // stops closing the connection when newClient's ctx ends
 }
 
 type expected struct {
@@ -254,8 +352,9 @@ var errClosed = errors.New("connection closed")
 // Dial connects to the SMTP server at addr. Connecting blocks, so Dial
 // does it on a goroutine that ends once the connection is up; from then
 // on, the connection's reader goroutine runs everything. Cancelling the
-// Deferred gives up connecting.
+// Deferred gives up connecting. The connection closes when ctx ends.
 func Dial(ctx context.Context, addr string) *deferred.Deferred[*Client] {
+	life := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	// The canceller stops the work; Cancel then fails d with ErrCancelled.
 	d := deferred.NewWithCanceller(func(*deferred.Deferred[*Client]) { cancel() })
@@ -267,18 +366,25 @@ func Dial(ctx context.Context, addr string) *deferred.Deferred[*Client] {
 			_ = d.Errback(err) // refused if d was cancelled: nobody waits
 			return
 		}
-		c := newClient(conn)
+		c := newClient(life, conn)
 		if d.Callback(c) != nil {
-			c.Close() // cancelled meanwhile: nobody will use c
+			// Cancelled meanwhile: nobody will use c, nor wait for its
+			// greeting, whose failure Close would otherwise leave unhandled.
+			c.Greeting().AddErrback(func(*deferred.Failure) (Reply, error) { return Reply{}, nil })
+			c.Close()
 		}
 	}()
 	return d
 }
 
-func newClient(conn net.Conn) *Client {
+// newClient runs the SMTP connection conn until ctx ends or Close.
+func newClient(ctx context.Context, conn net.Conn) *Client {
 	c := &Client{conn: conn, w: textproto.NewWriter(bufio.NewWriter(conn))}
 	c.mu.Lock()
 	c.greeting = c.expectLocked("connect")
+	c.unwatch = context.AfterFunc(ctx, func() {
+		c.shut(fmt.Errorf("connection closed: %w", ctx.Err()), nil)
+	})
 	c.mu.Unlock()
 	go c.readReplies(textproto.NewReader(bufio.NewReader(conn)))
 	return c
@@ -386,6 +492,7 @@ func (c *Client) shut(err error, skip *deferred.Deferred[Reply]) {
 	pending := c.pending
 	c.pending = nil
 	c.mu.Unlock()
+	c.unwatch()
 	c.conn.Close()
 	for _, p := range pending {
 		if p.reply != skip {
