@@ -1109,3 +1109,22 @@ func TestCoreInnerRestRunsWhenTheWaitingChainTouchesIt(t *testing.T) {
 	assert.Nil(t, f)
 	assert.Zero(t, v)
 }
+
+// TestCoreZeroDeferredIsPendingAndUsable pins the doc of Deferred: the zero
+// value is a pending Deferred with no canceller, as New returns.
+func TestCoreZeroDeferredIsPendingAndUsable(t *testing.T) {
+	var d Deferred[int]
+	assert.False(t, d.Called())
+	c := Capture(d.AddCallback(func(v int) (int, error) { return v + 1, nil }))
+	require.NoError(t, d.Callback(1))
+	v, f := c.Now(t)
+	assert.Nil(t, f)
+	assert.Equal(t, 2, v)
+	assert.ErrorIs(t, d.Callback(3), ErrAlreadyCalled)
+
+	var cancelled Deferred[string]
+	cancelled.Cancel()
+	_, f = Capture(&cancelled).Now(t)
+	assert.ErrorIs(t, f, ErrCancelled, "no canceller: Cancel fails it with ErrCancelled")
+	assert.NoError(t, cancelled.Callback("late"), "the producer's first late firing is ignored, as for New")
+}

@@ -166,8 +166,37 @@ targets() {
 	}' "$@"
 }
 
+# floor checks issue 12's targets: deferred against bench/floor, the minimal
+# goroutine-safe deferred, shape by shape, as ratios of medians in this run.
+floor() {
+	awk -F, '
+	$1 == "" && NF >= 3 && $3 == "CI" { unit = $2; next }
+	NF < 2 || $1 == "" || $1 == "geomean" { next }
+	{ name = $1; sub(/-[0-9]+$/, "", name); v[name, unit] = $2 }
+	function check(what, bench, limit) {
+		ours = v[bench "/impl=deferred", "sec/op"]; fl = v[bench "/impl=floor", "sec/op"]
+		if (ours == "" || fl == "" || fl == 0) return
+		printf "  %-40s %9s %9s  %5.2fx <= %.2fx %s\n", what, sprintf("%.0f", ours * 1e9), sprintf("%.0f", fl * 1e9),
+			ours / fl, limit, (ours / fl <= limit) ? "met" : "NOT met"
+	}
+	END {
+		print "\n== floor (issue 12): deferred ns / floor ns, medians of this run"
+		printf "  %-40s %9s %9s  %s\n", "shape", "deferred", "floor", "ratio"
+		for (n = 0; n < 5; n++) {
+			s = (n == 0) ? 3 : (n == 1) ? 4 : (n == 2) ? 8 : (n == 3) ? 16 : 64
+			check("chain of " s " stages, then fire", "FloorChain/stages=" s, 1.10)
+		}
+		check("8 stages added to a fired Deferred", "FloorAddToFired", 1.10)
+		check("8 goroutines adding while one fires", "FloorContended", 1.20)
+		if ((("FloorChain/stages=4/impl=deferred", "allocs/op") in v))
+			printf "  %-40s %9s %9s  %s\n", "allocs of a 4-stage chain", v["FloorChain/stages=4/impl=deferred", "allocs/op"], "",
+				(v["FloorChain/stages=4/impl=deferred", "allocs/op"] <= 2) ? "<= 2 met" : "<= 2 NOT met"
+	}' "$1"
+}
+
 table "core (root package: github.com/deferred-go/deferred)" "$out/core.csv"
 table "peers (bench module; deferred/impl below 1x: deferred is faster)" "$out/peers.csv"
 targets "$out/core.csv" "$out/peers.csv"
+floor "$out/peers.csv"
 echo
 echo "medians of $count runs; ± is benchstat's 95% interval. benchstat's own tables: $out/*.benchstat.txt"
