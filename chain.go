@@ -213,12 +213,18 @@ func (d *Deferred[T]) runAndUnlock() (next, back node) {
 			}
 		}
 	}
+	d.stopRunningAndUnlock()
+	return nil, nil
+}
+
+// stopRunningAndUnlock ends a run that leaves d with nothing it can run:
+// a failure d holds is now unhandled until a stage comes for it.
+func (d *Deferred[T]) stopRunningAndUnlock() {
 	if d.failure != nil && !d.is(cleanupArmed) {
 		d.armCleanupLocked()
 	}
 	d.set(running, false)
 	d.mu.Unlock()
-	return nil, nil
 }
 
 // takeResultLocked returns d's result and leaves d with the zero value, as
@@ -272,9 +278,12 @@ func (d *Deferred[T]) runBatchLocked() *Deferred[T] {
 	}
 	if b.i > inlineStages {
 		from, to := max(start, inlineStages)-inlineStages, b.i-inlineStages
-		clear(b.spill[from:to])
-		if unsafe.SliceData(d.x.spill) != unsafe.SliceData(b.spill) {
-			clear(d.x.spill[from:to]) // the copy a push made meanwhile
+		grown := unsafe.SliceData(d.x.spill) != unsafe.SliceData(b.spill)
+		for j := from; j < to; j++ {
+			b.spill[j] = stage[T]{}
+			if grown {
+				d.x.spill[j] = stage[T]{} // the copy a push made meanwhile
+			}
 		}
 	}
 	d.head = b.i

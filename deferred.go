@@ -21,8 +21,8 @@ var ErrAlreadyCalled = errors.New("deferred: already called")
 var ErrCancelled = errors.New("deferred: cancelled")
 
 // ErrNilError is matched by the failure of a Deferred on which Errback was
-// called with a nil error. The Deferred fails: a nil error never reads as
-// success.
+// called with a nil error or a nil *Failure, and by that of Fail(nil). The
+// Deferred fails: a nil error never reads as success.
 var ErrNilError = errors.New("deferred: Errback called with a nil error")
 
 // A Deferred is a result of type T that is not there yet, and the chain of
@@ -127,7 +127,8 @@ type extra[T any] struct {
 
 // spillBlock is how many stages past the inline ones fit in the block
 // allocated with extra, so that a chain of up to eight stages costs two
-// allocations: 5 makes extraWithBlock[T] 128 bytes, a size class.
+// allocations: 5 makes extraWithBlock[T] 128 bytes, a size class. (A
+// block of one made 8-stage chains 1.5× slower and 4-stage ones no faster.)
 const spillBlock = 5
 
 // extraWithBlock is extra and the first block of its spill in one
@@ -182,7 +183,8 @@ func Succeed[T any](v T) *Deferred[T] {
 }
 
 // Fail returns a Deferred already failed with err (wrapped in a Failure
-// unless it is one). A nil err fails with ErrNilError.
+// unless it is one). A nil err fails with ErrNilError, and so does a nil
+// *Failure.
 func Fail[T any](err error) *Deferred[T] {
 	d := New[T]()
 	d.flags, d.failure = called, errbackFailure(err)
@@ -227,8 +229,8 @@ func (d *Deferred[T]) Callback(v T) error {
 
 // Errback fires d with the failure err and runs its chain on the calling
 // goroutine. err is wrapped in a Failure (recording the caller's stack)
-// unless it already is one. A nil err is a mistake: d fails with a Failure
-// matching ErrNilError. If d has already fired, Errback behaves as Callback
+// unless it already is one. A nil err, or a nil *Failure, is a mistake: d
+// fails with a Failure matching ErrNilError. If d has already fired, Errback behaves as Callback
 // does.
 func (d *Deferred[T]) Errback(err error) error {
 	mustNotBeNil(d, "Errback")
@@ -245,7 +247,7 @@ func (d *Deferred[T]) Errback(err error) error {
 // errbackFailure is the Failure for Errback(err) and Fail(err): a nil err
 // becomes ErrNilError, never a success.
 func errbackFailure(err error) *Failure {
-	if err == nil {
+	if isNil(err) {
 		err = ErrNilError
 	}
 	return wrapFailure(err, 5)

@@ -69,13 +69,21 @@ func withStack(skip int) *Failure {
 
 // NewFailure wraps err in a Failure that records the caller's stack. If err
 // already is a *Failure it is returned as is, so a Failure keeps its
-// identity and original stack as it travels. NewFailure panics if err is nil:
-// a Failure must always describe a real error.
+// identity and original stack as it travels. NewFailure panics if err is nil
+// or a nil *Failure: a Failure must always describe a real error.
 func NewFailure(err error) *Failure {
-	if err == nil {
+	if isNil(err) {
 		panic("deferred: NewFailure called with a nil error")
 	}
 	return wrapFailure(err, 4)
+}
+
+// isNil reports whether err is nil, or a nil *Failure in an error: a
+// Failure that describes nothing, which the library treats as no error
+// at all rather than carry it to a crash far away.
+func isNil(err error) bool {
+	f, ok := err.(*Failure)
+	return err == nil || ok && f == nil
 }
 
 // failureOf is NewFailure for errors returned by stages: the recorded stack
@@ -162,12 +170,26 @@ func (t trace) each(fn func(runtime.Frame)) {
 	}
 }
 
-// Error returns the wrapped error's message.
-func (f *Failure) Error() string { return f.err.Error() }
+// Error returns the wrapped error's message. A nil or zero Failure, which
+// the library never makes, says so rather than crash.
+func (f *Failure) Error() string {
+	switch {
+	case f == nil:
+		return "deferred: nil *Failure"
+	case f.err == nil:
+		return "deferred: empty Failure"
+	}
+	return f.err.Error()
+}
 
 // Unwrap returns the wrapped error, so errors.Is and errors.As see through
 // the Failure.
-func (f *Failure) Unwrap() error { return f.err }
+func (f *Failure) Unwrap() error {
+	if f == nil {
+		return nil
+	}
+	return f.err
+}
 
 // Check returns the first of targets that errors.Is(f, target) reports, or
 // nil if none matches. It is Twisted's Failure.check.
@@ -188,8 +210,9 @@ func (f *Failure) Check(targets ...error) error {
 //	}
 //
 // It is Twisted's Failure.trap, with a returned error in place of a re-raise.
+// A nil Failure has nothing to keep failing with: Trap returns nil.
 func (f *Failure) Trap(targets ...error) error {
-	if f.Check(targets...) != nil {
+	if f == nil || f.Check(targets...) != nil {
 		return nil
 	}
 	return f
@@ -199,6 +222,9 @@ func (f *Failure) Trap(targets ...error) error {
 // frame, innermost first: where the Failure was created, or where the panic
 // happened for a Failure made from a panic.
 func (f *Failure) Stack() string {
+	if f == nil {
+		return ""
+	}
 	var b strings.Builder
 	// A panic Failure was recorded inside the recovering function: skip up
 	// to the runtime's panic frames so the stack starts at the panic site.
@@ -226,7 +252,12 @@ func isRuntimePanicFrame(fn string) bool {
 // PanicValue returns the value recovered from a panic and true when the
 // Failure was made from a panic inside a stage or canceller, and nil and
 // false otherwise.
-func (f *Failure) PanicValue() (any, bool) { return f.value, f.panicked }
+func (f *Failure) PanicValue() (any, bool) {
+	if f == nil {
+		return nil, false
+	}
+	return f.value, f.panicked
+}
 
 // Format makes %+v print the message followed by the stack.
 func (f *Failure) Format(s fmt.State, verb rune) {

@@ -189,3 +189,43 @@ func TestFailureFormat(t *testing.T) {
 	assert.Equal(t, "it broke\n"+f.Stack(), plus, "%%+v prints the message, then the stack")
 	assert.Contains(t, plus, "failureTestMake")
 }
+
+// TestFailureTypedNilIsANilError: a nil *Failure given where an error is
+// expected is no error at all, so it never reaches a chain to crash the
+// unhandled-failure report later (issue 13, defect 1).
+func TestFailureTypedNilIsANilError(t *testing.T) {
+	var nilFailure *Failure
+
+	d := New[int]()
+	require.NoError(t, d.Errback(nilFailure))
+	_, f := Capture(d).Now(t)
+	require.ErrorIs(t, f, ErrNilError, "Errback((*Failure)(nil)) fails as Errback(nil) does")
+	assert.NotPanics(t, func() { _ = f.Error() + f.Stack() })
+
+	_, f = Capture(Fail[int](nilFailure)).Now(t)
+	require.ErrorIs(t, f, ErrNilError, "Fail((*Failure)(nil)) fails as Fail(nil) does")
+
+	assert.PanicsWithValue(t, "deferred: NewFailure called with a nil error",
+		func() { NewFailure(nilFailure) })
+}
+
+// TestFailureNilAndZeroMethodsDoNotCrash: a nil or zero Failure, which the
+// library never makes, answers every method without a nil dereference.
+func TestFailureNilAndZeroMethodsDoNotCrash(t *testing.T) {
+	var nilFailure *Failure
+	assert.Equal(t, "deferred: nil *Failure", nilFailure.Error())
+	assert.Nil(t, nilFailure.Unwrap())
+	assert.Nil(t, nilFailure.Check(ErrCancelled))
+	assert.Nil(t, nilFailure.Trap(ErrCancelled), "nothing to keep failing with")
+	assert.Equal(t, "", nilFailure.Stack())
+	v, panicked := nilFailure.PanicValue()
+	assert.Nil(t, v)
+	assert.False(t, panicked)
+
+	var zero Failure
+	assert.Equal(t, "deferred: empty Failure", zero.Error())
+	assert.Equal(t, "deferred: empty Failure", fmt.Sprintf("%+v", &zero)[:len("deferred: empty Failure")])
+	assert.Nil(t, zero.Unwrap())
+	assert.Equal(t, &zero, zero.Trap(ErrCancelled))
+	assert.Equal(t, "", zero.Stack())
+}

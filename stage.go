@@ -236,6 +236,11 @@ func (d *Deferred[T]) add(st stage[T], method string) *Deferred[T] {
 		panicNilReceiver(method)
 	}
 	d.mu.Lock()
+	if d.flags&(called|handedOver) == 0 { // the common case: nothing to run yet
+		d.pushLocked(st)
+		d.mu.Unlock()
+		return d
+	}
 	if d.is(handedOver) {
 		d.mu.Unlock()
 		panic(handedOverMessage(method))
@@ -251,16 +256,16 @@ func (d *Deferred[T]) add(st stage[T], method string) *Deferred[T] {
 		v, f = callPlainRecovering(st, v, f)
 		d.mu.Lock()
 		d.value, d.failure = v, f
+		if d.head == d.n || d.paused.Load() != 0 { // nothing was queued meanwhile
+			d.stopRunningAndUnlock()
+			return d
+		}
 		if next, back := d.runAndUnlock(); next != nil || back != nil {
 			drive(next, back)
 		}
 		return d
 	}
 	d.pushLocked(st)
-	if !d.is(called) { // the common case: nothing to run yet
-		d.mu.Unlock()
-		return d
-	}
 	d.runAndUnlockIfIdle()
 	return d
 }
