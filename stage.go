@@ -34,10 +34,9 @@ type stage[T any] struct {
 type stageKind uint8
 
 const (
-	kindNone stageKind = iota
 	// The kinds that run user code: the runner calls them in batches,
 	// without the lock (runBatchLocked).
-	kindCallback
+	kindCallback stageKind = iota + 1
 	kindErrback
 	kindBoth
 	kindPair
