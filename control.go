@@ -37,29 +37,47 @@ func (d *Deferred[T]) Unpause() {
 // panic: d fails with the panic's Failure.
 func (d *Deferred[T]) Cancel() {
 	mustNotBeNil(d, "Cancel")
+	// A Then chain crosses types: each step returns the upstream Deferred
+	// to cancel next, so a chain of any length is cancelled in a loop.
+	for next := d.cancelStep(); next != nil; {
+		next = next.cancelStep()
+	}
+}
+
+// A cancelUpstream is the source a Then or ThenDeferred Deferred cancels:
+// a *Deferred of another type.
+type cancelUpstream interface {
+	// cancelStep cancels this Deferred unless it is Then's, and returns
+	// the source to cancel next if it is.
+	cancelStep() cancelUpstream
+}
+
+// cancelStep is Cancel for d alone: it does what Cancel's doc says, except
+// that for a Deferred made by Then or ThenDeferred it returns the source,
+// which the caller cancels next.
+func (d *Deferred[T]) cancelStep() cancelUpstream {
 	d.mu.Lock()
 	for d.is(called) {
 		// Fired: cancel what the chain waits for, down a nest of any depth.
 		w := d.waitingLocked()
 		d.mu.Unlock()
 		if w == nil {
-			return
+			return nil
 		}
 		d = w
 		d.mu.Lock()
 	}
-	if d.is(cancelUpstream) {
+	if d.is(cancelsSource) {
 		// Then's Deferred: cancelling it is cancelling the source, whose
 		// result, cancelled or not, arrives through the hand-over. A
 		// source that has fired ignores the Cancel, as in Twisted.
-		up := *(*interface{ Cancel() })(d.aux)
+		up := *(*cancelUpstream)(d.aux)
 		d.mu.Unlock()
-		up.Cancel()
-		return
+		return up
 	}
 	if d.is(cancelled) {
 		d.mu.Unlock()
-		return
+		return nil
 	}
 	d.set(cancelled, true)
 	c := d.cancellerLocked()
@@ -73,18 +91,19 @@ func (d *Deferred[T]) Cancel() {
 	d.mu.Lock()
 	if d.is(called) {
 		d.mu.Unlock()
-		return
+		return nil
 	}
 	if f == nil {
-		f = withStack(2)
+		f = withStack(3)
 		f.err = ErrCancelled
 	}
 	if c == nil {
 		// Nobody told the producer: let its eventual firing pass quietly.
 		d.set(suppressAlreadyCalled, true)
 	}
-	d.fireLocked(zeroOf[T](), f, 2)
+	d.fireLocked(zeroOf[T](), f, 3)
 	d.runAndUnlockIfIdle()
+	return nil
 }
 
 func callCanceller[T any](c func(*Deferred[T]), d *Deferred[T]) (f *Failure) {

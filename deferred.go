@@ -83,10 +83,10 @@ const (
 	suppressAlreadyCalled
 	// handedOver: Then or ThenDeferred took its chain over.
 	handedOver
-	// cancelUpstream: made by Then or ThenDeferred. Until it fires, aux
-	// points to the source (an interface{ Cancel() } in thenBase), not to
-	// a canceller, and Cancel cancels the source.
-	cancelUpstream
+	// cancelsSource: made by Then or ThenDeferred. Until it fires, aux
+	// points to the source (a cancelUpstream in thenBase), not to a
+	// canceller, and Cancel cancels the source.
+	cancelsSource
 	// waitedFor: another Deferred waits for this one's result (nest.go).
 	waitedFor
 )
@@ -268,11 +268,11 @@ func (d *Deferred[T]) calledAgainUnlock() error {
 // fireLocked records the result; skip is the stack depth of the firing
 // call, for SetDebugging.
 func (d *Deferred[T]) fireLocked(v T, f *Failure, skip int) {
-	if d.is(cancelUpstream) {
+	if d.is(cancelsSource) {
 		// Then's Deferred: drop its tie to the source, which a Deferred
 		// kept after firing would otherwise keep alive, and the source its
 		// own, down a whole chain of Thens.
-		*(*interface{ Cancel() })(d.aux) = nil
+		*(*cancelUpstream)(d.aux) = nil
 	}
 	d.flags |= called
 	d.value, d.failure = v, f

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // TestStringNilReceiver: String on a nil *Deferred gives a placeholder
@@ -79,5 +81,28 @@ func TestStringFmtVerbsUseString(t *testing.T) {
 		//lint:ignore S1025 the point is that %s goes through String
 		assert.Equal(t, d.String(), fmt.Sprintf("%s", d))
 		assert.Equal(t, d.String(), fmt.Sprint(d))
+	}
+}
+
+// selfDescribing is a value whose String uses the Deferred that holds it.
+type selfDescribing struct{ d *Deferred[selfDescribing] }
+
+func (s selfDescribing) String() string { return fmt.Sprintf("called=%v", s.d.Called()) }
+
+// TestStringFormatsTheValueOutsideTheLock: String takes what it needs under
+// the lock and formats it after, so a value whose String method calls a
+// method of its own Deferred does not deadlock (issue 13, defect 3: it
+// used to spin forever).
+func TestStringFormatsTheValueOutsideTheLock(t *testing.T) {
+	d := New[selfDescribing]()
+	require.NoError(t, d.Callback(selfDescribing{d: d}))
+
+	done := make(chan string, 1)
+	go func() { done <- d.String() }()
+	select {
+	case s := <-done:
+		assert.Contains(t, s, "current result: called=true")
+	case <-time.After(time.Minute): // a guard against a hang, not a timing assertion
+		t.Fatal("String deadlocked on a value that uses its own Deferred")
 	}
 }

@@ -62,7 +62,7 @@ type thenTarget[T any] interface {
 type thenBase[T, U any] struct {
 	u      Deferred[U]
 	target thenTarget[T]         // the link itself
-	up     interface{ Cancel() } // d
+	up     cancelUpstream // d
 }
 
 // init ties u to d, t being the link that embeds b. What New does for a
@@ -72,8 +72,8 @@ func (b *thenBase[T, U]) init(d *Deferred[T], t thenTarget[T]) {
 		b.u.extLocked().debug = &debugInfo{created: stackString(4)}
 	}
 	b.target, b.up = t, d
-	b.u.aux = unsafe.Pointer(&b.up) // see cancelUpstream
-	b.u.set(cancelUpstream, true)
+	b.u.aux = unsafe.Pointer(&b.up) // see cancelsSource
+	b.u.set(cancelsSource, true)
 }
 
 type thenLink[T, U any] struct {

@@ -540,3 +540,27 @@ func TestThenLongLivedTailDoesNotGrow(t *testing.T) {
 	assert.Equal(t, steps, v)
 	assert.Less(t, int64(after)-int64(before), int64(2<<20), "the heap grew by %d KiB", (int64(after)-int64(before))/1024)
 }
+
+// TestThenCancelOfAMillionLongChainRunsInALoop cancels the end of a
+// 1,000,000-long Then chain: the source's canceller runs, and the failure
+// reaches the end, with the stack no deeper in the canceller than where
+// Cancel was called (issue 13, defect 5: it used to recurse once a link).
+func TestThenCancelOfAMillionLongChainRunsInALoop(t *testing.T) {
+	old := debug.SetMaxStack(64 << 20) // a recursion shows as depth, not as a crash
+	defer debug.SetMaxStack(old)
+	const n = 1_000_000
+
+	cancelDepth := 0
+	first := NewWithCanceller(func(*Deferred[int]) { cancelDepth = thenStackDepth() })
+	last := first
+	for range n {
+		last = Then(last, func(v int) (int, error) { return v + 1, nil })
+	}
+	c := Capture(last)
+	callDepth := thenStackDepth()
+	last.Cancel()
+
+	_, f := c.Now(t)
+	require.ErrorIs(t, f, ErrCancelled)
+	assert.Less(t, cancelDepth-callDepth, 50, "frames between Cancel and the source's canceller")
+}
