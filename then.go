@@ -61,7 +61,7 @@ type thenTarget[T any] interface {
 // the source d. d's last stage points at target; u's Cancel goes to up.
 type thenBase[T, U any] struct {
 	u      Deferred[U]
-	target thenTarget[T]         // the link itself
+	target thenTarget[T]  // the link itself
 	up     cancelUpstream // d
 }
 
