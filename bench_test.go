@@ -381,3 +381,33 @@ func BenchmarkGoroutineChannel3(b *testing.B) {
 		<-ch
 	}
 }
+
+// BenchmarkNestedDeepInsideOut builds a nest from the inside out: each new
+// Deferred's stage returns the last one made, which already waits for the
+// one before. ns/level should not grow with depth: checking that a link
+// closes no cycle walks the shorter of the two lines it joins (the new
+// Deferred's, of one), not the whole nest.
+func BenchmarkNestedDeepInsideOut(b *testing.B) {
+	for _, levels := range []int{1e4, 1e5} {
+		b.Run(fmt.Sprintf("levels=1e%d", len(strconv.Itoa(levels))-1), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				got := -1
+				inner := New[int]()
+				last := inner
+				for range levels {
+					prev := last
+					last = New[int]()
+					last.AddCallbackDeferred(func(int) *Deferred[int] { return prev })
+					last.Callback(0) // last now waits on prev
+				}
+				last.AddCallback(func(v int) (int, error) { got = v; return v, nil })
+				inner.Callback(levels)
+				if got != levels {
+					b.Fatalf("outermost got %d, want %d", got, levels)
+				}
+			}
+			reportPer(b, levels, "ns/level")
+		})
+	}
+}

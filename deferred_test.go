@@ -3,6 +3,7 @@ package deferred
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -1127,4 +1128,71 @@ func TestCoreZeroDeferredIsPendingAndUsable(t *testing.T) {
 	_, f = Capture(&cancelled).Now(t)
 	assert.ErrorIs(t, f, ErrCancelled, "no canceller: Cancel fails it with ErrCancelled")
 	assert.NoError(t, cancelled.Callback("late"), "the producer's first late firing is ignored, as for New")
+}
+
+// nestLine makes n Deferreds, each of a[0..n-2] with a stage that returns
+// the next, and a[n-1] with a stage that returns a[0], closing a ring; it
+// fires a[0..n-2] in the order given, then a[n-1], and returns what
+// reaches the end of a[0]'s chain.
+func nestLine(t *testing.T, n int, order []int) *Failure {
+	t.Helper()
+	a := make([]*Deferred[int], n)
+	for i := range a {
+		a[i] = New[int]()
+	}
+	for i := range a {
+		next := a[(i+1)%n]
+		a[i].AddCallbackDeferred(func(int) *Deferred[int] { return next })
+	}
+	c := Capture(a[0])
+	for _, i := range order {
+		require.NoError(t, a[i].Callback(i))
+	}
+	require.NoError(t, a[n-1].Callback(n-1))
+	_, f := c.Now(t)
+	return f
+}
+
+// TestNestRefusesEveryCycleWhateverTheOrder: a stage returning a Deferred
+// that waits, through any number of others, for its own Deferred fails
+// with ErrInvalidReturn, whether the line was built from the outside in,
+// from the inside out, or in a random order (issue 13, defect 4: the check
+// walks the shorter of the two lines it joins).
+func TestNestRefusesEveryCycleWhateverTheOrder(t *testing.T) {
+	for _, n := range []int{2, 3, 10, 1000} {
+		down := make([]int, n-1)
+		for i := range down {
+			down[i] = i
+		}
+		up := make([]int, n-1)
+		for i := range up {
+			up[i] = n - 2 - i
+		}
+		random := append([]int(nil), down...)
+		rand.New(rand.NewPCG(uint64(n), 1)).Shuffle(len(random), func(i, j int) { random[i], random[j] = random[j], random[i] })
+		for name, order := range map[string][]int{"outside in": down, "inside out": up, "random": random} {
+			f := nestLine(t, n, order)
+			require.ErrorIs(t, f, ErrInvalidReturn, "n=%d, %s", n, name)
+			assert.Contains(t, f.Error(), "waits for this one", "n=%d, %s", n, name)
+		}
+	}
+}
+
+// TestNestBuiltInsideOutIsNotQuadratic builds a nest of 100,000 Deferreds
+// from the inside out, each new outer one waiting for the last: with the
+// old walk down the whole nest at every link this took minutes. It checks
+// the result; BenchmarkNestedDeep/order=insideOut shows the cost per level.
+func TestNestBuiltInsideOutIsNotQuadratic(t *testing.T) {
+	const n = 100_000
+	inner := New[int]()
+	last := inner
+	for range n {
+		prev := last
+		last = Succeed(0).AddCallbackDeferred(func(int) *Deferred[int] { return prev })
+	}
+	c := Capture(last)
+	require.NoError(t, inner.Callback(7))
+	v, f := c.Now(t)
+	require.Nil(t, f)
+	assert.Equal(t, 7, v)
 }

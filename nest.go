@@ -113,19 +113,53 @@ func (d *Deferred[T]) takeFired(inner *Deferred[T]) (v T, f *Failure, took bool)
 	return v, f, true
 }
 
-// waitsFor reports whether d's chain waits, directly or through others, for
-// target's.
-func waitsFor[T any](d, target *Deferred[T]) bool {
-	for d != nil {
-		if d == target {
+// waitsFor reports whether inner's chain waits, directly or through
+// others, for outer's: whether letting outer wait for inner would close a
+// cycle. A Deferred waits for at most one other and is waited for by at
+// most one, so those inner waits for form a line down from inner, and
+// those that wait for outer a line up from outer. There is a cycle if and
+// only if the line down from inner reaches outer, in k steps; inner is
+// then k steps up from outer. So the walk goes down from inner and up from
+// outer a step at a time each, and stops at the end of the shorter line:
+// joining two lines costs the length of the shorter, and building a nest
+// of n Deferreds in any order costs O(n log n) steps in all, never the
+// O(n²) of walking down the whole nest at every link.
+func waitsFor[T any](inner, outer *Deferred[T]) bool {
+	down, up := inner, outer
+	for {
+		if down = down.waiting(); down == nil {
+			return false
+		}
+		if down == outer {
 			return true
 		}
-		d.mu.Lock()
-		next := d.waitingLocked()
-		d.mu.Unlock()
-		d = next
+		if up = up.waiter(); up == nil {
+			return false // the line up from outer ends before reaching inner
+		}
 	}
-	return false
+}
+
+// waiting returns the Deferred d's chain waits for, or nil.
+func (d *Deferred[T]) waiting() *Deferred[T] {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.waitingLocked()
+}
+
+// waiter returns the Deferred that waits for d's result, or nil: the
+// target of d's waiter stage, which stages added after it follow.
+func (d *Deferred[T]) waiter() *Deferred[T] {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.is(waitedFor) {
+		return nil
+	}
+	for i := d.n - 1; i >= d.head; i-- {
+		if st := d.stageLocked(i); st.k == kindWaiter {
+			return (*Deferred[T])(st.p)
+		}
+	}
+	return nil // the runner has taken the stage: d is handing its result over
 }
 
 // deliver gives a waiting Deferred the result it waited for and returns it,
