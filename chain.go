@@ -218,10 +218,15 @@ func (d *Deferred[T]) runAndUnlock() (next, back node) {
 }
 
 // stopRunningAndUnlock ends a run that leaves d with nothing it can run:
-// a failure d holds is now unhandled until a stage comes for it.
+// a failure d holds is now unhandled until a stage comes for it, and side
+// storage that held only stages is let go, so that a Deferred kept after
+// firing keeps no more than its own 80 bytes.
 func (d *Deferred[T]) stopRunningAndUnlock() {
 	if d.failure != nil && !d.is(cleanupArmed) {
 		d.armCleanupLocked()
+	}
+	if d.x != nil && d.n == 0 && !d.is(cleanupArmed) && d.x.debug == nil {
+		d.x = nil
 	}
 	d.set(running, false)
 	d.mu.Unlock()

@@ -1196,3 +1196,27 @@ func TestNestBuiltInsideOutIsNotQuadratic(t *testing.T) {
 	require.Nil(t, f)
 	assert.Equal(t, 7, v)
 }
+
+// TestCoreFiredDeferredLetsItsStageStorageGo: once a Deferred with more
+// stages than it holds inline has run them all, the side storage they
+// spilled into is garbage, however long the Deferred itself is kept
+// (issue 13, defect 9).
+func TestCoreFiredDeferredLetsItsStageStorageGo(t *testing.T) {
+	for _, stages := range []int{4, 8, 64} {
+		d := New[int]()
+		for range stages {
+			d.AddCallback(func(v int) (int, error) { return v + 1, nil })
+		}
+		require.NotNil(t, d.x, "%d stages spill", stages)
+		side := weak.Make(d.x)
+		require.NoError(t, d.Callback(0))
+		v, f := Capture(d).Now(t)
+		require.Nil(t, f)
+		require.Equal(t, stages, v)
+
+		runtime.GC()
+		runtime.GC()
+		assert.Nil(t, side.Value(), "%d stages: the spill outlives the run", stages)
+		runtime.KeepAlive(d)
+	}
+}
