@@ -38,7 +38,22 @@ func drive(next, back node) {
 	if back != nil {
 		stack = append(stack, back)
 	}
-	owned := false // next is a node from the stack: resume it
+	driveFrom(next, false, stack)
+}
+
+// driveFrom is drive with next owned (resumed rather than started) or not,
+// and the nodes to come back to so far.
+func driveFrom(next node, owned bool, stack []node) {
+	returned := false
+	defer func() {
+		if !returned && len(stack) > 0 {
+			// A stage called runtime.Goexit. Its own chain went on from the
+			// runner's recover (goOnAfterGoexit); the nodes this driver was
+			// to come back to go on here, before the goroutine leaves.
+			n := stack[len(stack)-1]
+			driveFrom(n, true, stack[:len(stack)-1])
+		}
+	}()
 	for {
 		for next != nil {
 			var b node
@@ -53,6 +68,7 @@ func drive(next, back node) {
 			}
 		}
 		if len(stack) == 0 {
+			returned = true
 			return
 		}
 		next, owned = stack[len(stack)-1], true
@@ -162,7 +178,7 @@ func (d *Deferred[T]) runAndUnlock() (next, back node) {
 				// lock, and before the rest of d's, as in Twisted. d stays
 				// running meanwhile.
 				d.mu.Unlock()
-				s.g.c.fire()
+				d.fireCombined(s)
 				d.mu.Lock()
 			}
 		case kindThen:
@@ -243,13 +259,13 @@ func (d *Deferred[T]) takeResultLocked() (T, *Failure) {
 // A batch is runBatchLocked's run of stages: the stages to run, the next
 // one to run, the result so far, and why the run stopped.
 type batch[T any] struct {
-	spill    []stage[T] // stage j >= inlineStages is spill[j-inlineStages]
-	i, end   int32
-	v        T
-	f        *Failure
-	inner    *Deferred[T] // a stage returned it, not fired: the chain waits for it
-	stopped  bool         // before end: inner, a pause, or a stage runAndUnlock handles
-	returned bool         // runStages returned without a panic
+	spill         []stage[T] // stage j >= inlineStages is spill[j-inlineStages]
+	start, i, end int32
+	v             T
+	f             *Failure
+	inner         *Deferred[T] // a stage returned it, not fired: the chain waits for it
+	stopped       bool         // before end: inner, a pause, or a stage runAndUnlock handles
+	returned      bool         // runStages returned without a panic
 }
 
 // runBatchLocked runs the stages from the head of d's queue up to the
@@ -262,8 +278,7 @@ type batch[T any] struct {
 // head, and a push writes past the batch's end, or copies the spill when
 // it grows it. The spill's header is read under the lock for that reason.
 func (d *Deferred[T]) runBatchLocked() *Deferred[T] {
-	b := batch[T]{i: d.head, end: d.n, v: d.value, f: d.failure}
-	start := b.i
+	b := batch[T]{start: d.head, i: d.head, end: d.n, v: d.value, f: d.failure}
 	if b.end > inlineStages {
 		b.spill = d.x.spill[:b.end-inlineStages]
 	}
@@ -274,6 +289,13 @@ func (d *Deferred[T]) runBatchLocked() *Deferred[T] {
 	}
 
 	d.mu.Lock()
+	d.endBatchLocked(&b)
+	return b.inner
+}
+
+// endBatchLocked lets go of the stages b ran, and stores its result.
+func (d *Deferred[T]) endBatchLocked(b *batch[T]) {
+	start := b.start
 	if start == 0 && b.i >= inlineStages { // let the closures go
 		d.inline = [inlineStages]unsafe.Pointer{}
 	} else {
@@ -294,7 +316,6 @@ func (d *Deferred[T]) runBatchLocked() *Deferred[T] {
 	d.head = b.i
 	d.resetIfEmptyLocked()
 	d.value, d.failure = b.v, b.f
-	return b.inner
 }
 
 // runStages runs b's stages from b.i on b's result, until b.end or until it
@@ -313,6 +334,8 @@ func (d *Deferred[T]) runStages(b *batch[T]) {
 			if p := recover(); p != nil {
 				b.v, b.f = zeroOf[T](), panicFailure(p)
 				b.stopped = d.paused.Load() != 0
+			} else {
+				d.goOnAfterGoexit(b)
 			}
 		}
 	}()

@@ -106,13 +106,29 @@ func (d *Deferred[T]) cancelStep() cancelUpstream {
 	return nil
 }
 
+// callCanceller calls c, turning a panic into the Failure returned. If c
+// calls runtime.Goexit, d fails with ErrGoexit, unless c fired it, before
+// the goroutine leaves.
 func callCanceller[T any](c func(*Deferred[T]), d *Deferred[T]) (f *Failure) {
+	returned := false
 	defer func() {
+		if returned {
+			return
+		}
 		if p := recover(); p != nil {
 			f = panicFailure(p)
+			return
 		}
+		d.mu.Lock()
+		if d.is(called) {
+			d.mu.Unlock()
+			return
+		}
+		d.fireLocked(zeroOf[T](), goexitFailure(), 2)
+		d.runAndUnlockIfIdle()
 	}()
 	c(d)
+	returned = true
 	return nil
 }
 

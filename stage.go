@@ -252,7 +252,7 @@ func (d *Deferred[T]) add(st stage[T], method string) *Deferred[T] {
 		d.set(running, true)
 		v, f := d.value, d.failure
 		d.mu.Unlock()
-		v, f = callPlainRecovering(st, v, f)
+		v, f = d.callAloneRunning(st, v, f)
 		d.mu.Lock()
 		d.value, d.failure = v, f
 		if d.head == d.n || d.paused.Load() != 0 { // nothing was queued meanwhile

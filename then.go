@@ -89,7 +89,10 @@ func (l *thenLink[T, U]) takeOver(v T, f *Failure) node {
 	if f != nil {
 		return l.u.fireOrReport(zeroOf[U](), f)
 	}
+	returned := false
+	defer l.u.fireAfterGoexit(&returned)
 	rv, rf := callRecovering(func() (U, error) { return cb(v) })
+	returned = true
 	return l.u.fireOrReport(rv, rf)
 }
 
@@ -105,7 +108,10 @@ func (l *thenDeferredLink[T, U]) takeOver(v T, f *Failure) node {
 	if f != nil {
 		return l.u.fireOrReport(zeroOf[U](), f)
 	}
+	returned := false
+	defer l.u.fireAfterGoexit(&returned)
 	_, rf, inner := callStageRecovering(callbackDeferredStage(func(U) *Deferred[U] { return cb(v) }), zeroOf[U](), nil)
+	returned = true
 	if rf != nil {
 		return l.u.fireOrReport(zeroOf[U](), rf)
 	}

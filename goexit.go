@@ -1,0 +1,102 @@
+package deferred
+
+// This file owns what happens when user code calls runtime.Goexit (as
+// t.FailNow, t.Fatal and testify's require do) while the library runs it:
+// the goroutine leaves, but the Deferred it was running is not left
+// running forever. The library's recover sees a Goexit as a deferred call
+// that ran without a panic; the chain then goes on, with a failure that
+// says so, on the leaving goroutine, before it leaves (Goexit runs the
+// deferred calls first and cannot be stopped).
+
+import "errors"
+
+// ErrGoexit is matched (errors.Is) by the failure a chain goes on with
+// after one of its stages, or the function given to Then or ThenDeferred,
+// or a canceller, called runtime.Goexit: t.FailNow, t.Fatal and testify's
+// require do, in a test. The goroutine still leaves; the rest of the chain
+// runs first, on it.
+var ErrGoexit = errors.New("deferred: a stage called runtime.Goexit (t.FailNow, t.Fatal and require do)")
+
+// goexitFailure is the Failure for a Goexit, with the stack of the deferred
+// call that saw it, which still holds the frames of the Goexit site.
+func goexitFailure() *Failure {
+	f := withStack(3)
+	f.err = ErrGoexit
+	return f
+}
+
+// goOnAfterGoexit ends b, whose current stage called Goexit, as a batch
+// that stopped there with ErrGoexit, and runs the rest of d's chain, and
+// whatever it leads to, before the goroutine leaves.
+func (d *Deferred[T]) goOnAfterGoexit(b *batch[T]) {
+	b.v, b.f, b.inner = zeroOf[T](), goexitFailure(), nil
+	d.mu.Lock()
+	d.endBatchLocked(b)
+	d.resumeAfterGoexitAndUnlock()
+}
+
+// resumeAfterGoexitAndUnlock runs the rest of d's chain, which this
+// goroutine was running (d is marked running), from the runner's loop.
+func (d *Deferred[T]) resumeAfterGoexitAndUnlock() {
+	if next, back := d.runAndUnlock(); next != nil || back != nil {
+		drive(next, back)
+	}
+}
+
+// fireCombined fires the Deferred that s's combinator returned, whose
+// chain runs user code while d, one of the inputs, is marked running. If
+// that code calls Goexit, the combined chain goes on by itself; d's goes
+// on here.
+func (d *Deferred[T]) fireCombined(s *slot[T]) {
+	returned := false
+	defer func() {
+		if !returned {
+			d.mu.Lock()
+			d.resumeAfterGoexitAndUnlock()
+		}
+	}()
+	s.g.c.fire()
+	returned = true
+}
+
+// callAloneRunning calls st, a plain stage, for add's shortcut: d is
+// marked running and its lock is not held. A panic becomes the result's
+// Failure; a Goexit stores ErrGoexit as d's result and runs the rest of
+// d's chain before the goroutine leaves.
+func (d *Deferred[T]) callAloneRunning(st stage[T], v T, f *Failure) (rv T, rf *Failure) {
+	returned := false
+	defer func() {
+		if !returned {
+			if p := recover(); p != nil {
+				rv, rf = zeroOf[T](), panicFailure(p)
+				return
+			}
+			d.mu.Lock()
+			d.value, d.failure = zeroOf[T](), goexitFailure()
+			d.resumeAfterGoexitAndUnlock()
+		}
+	}()
+	if st.k == kindCallback && f == nil {
+		nv, err := ptrFunc[callbackFn[T]](st.p)(v)
+		if err != nil {
+			rv, rf = stageFailed[T](nv, err)
+		} else {
+			rv = nv
+		}
+	} else {
+		rv, rf, _ = callStage(st, v, f)
+	}
+	returned = true
+	return rv, rf
+}
+
+// fireAfterGoexit fires d, Then's Deferred, with ErrGoexit if the function
+// given to Then called Goexit, and runs its chain before the goroutine
+// leaves. It is deferred by takeOver; returned is false only then.
+func (d *Deferred[T]) fireAfterGoexit(returned *bool) {
+	if !*returned {
+		if n := d.fireOrReport(zeroOf[T](), goexitFailure()); n != nil {
+			drive(n, nil)
+		}
+	}
+}
