@@ -1220,3 +1220,42 @@ func TestCoreFiredDeferredLetsItsStageStorageGo(t *testing.T) {
 		runtime.KeepAlive(d)
 	}
 }
+
+// TestCoreErrbacksPassOverSuccessAndCallbacksOverFailure pins the side
+// each kind of stage runs on, for chains short enough to run from the
+// inline stages and long enough to spill: a callback never sees a failure,
+// an errback never a value (issue 13: flipping the test in the runner's
+// direct call of errbacks went unnoticed).
+func TestCoreErrbacksPassOverSuccessAndCallbacksOverFailure(t *testing.T) {
+	for _, stages := range []int{3, 4, 9} {
+		var ran []string
+		d := New[int]()
+		for i := range stages {
+			if i%2 == 0 {
+				d.AddCallback(func(v int) (int, error) { ran = append(ran, "cb"); return v + 1, nil })
+			} else {
+				d.AddErrback(func(f *Failure) (int, error) { ran = append(ran, "eb"); return 0, f })
+			}
+		}
+		require.NoError(t, d.Callback(0))
+		v, f := Capture(d).Now(t)
+		require.Nil(t, f)
+		assert.Equal(t, (stages+1)/2, v, "%d stages: every callback, on success", stages)
+		assert.NotContains(t, ran, "eb", "%d stages: no errback on success", stages)
+
+		ran = nil
+		d = New[int]()
+		for i := range stages {
+			if i%2 == 0 {
+				d.AddErrback(func(f *Failure) (int, error) { ran = append(ran, "eb"); return 0, f })
+			} else {
+				d.AddCallback(func(v int) (int, error) { ran = append(ran, "cb"); return v, nil })
+			}
+		}
+		require.NoError(t, d.Errback(errors.New("boom")))
+		_, f = Capture(d).Now(t)
+		require.Error(t, f)
+		assert.NotContains(t, ran, "cb", "%d stages: no callback on failure", stages)
+		assert.Len(t, ran, (stages+1)/2, "%d stages: every errback, on failure", stages)
+	}
+}
