@@ -171,10 +171,7 @@ func (d *Deferred[T]) AddCallbacks(cb func(T) (T, error), eb func(*Failure) (T, 
 // AddCallback returns d. It panics if cb is nil, or if d's chain was handed
 // over by Then or ThenDeferred.
 func (d *Deferred[T]) AddCallback(cb func(T) (T, error)) *Deferred[T] {
-	if cb == nil {
-		panic("deferred: AddCallback called with a nil function")
-	}
-	return d.add(callbackStage(cb), "AddCallback")
+	return d.add(stage[T]{p: funcPtr(cb), k: kindCallback}, "AddCallback")
 }
 
 // AddErrback adds an errback: eb gets the failure, and its (v, nil)
@@ -183,9 +180,6 @@ func (d *Deferred[T]) AddCallback(cb func(T) (T, error)) *Deferred[T] {
 // returns d. It panics if eb is nil, or if d's chain was handed over by
 // Then or ThenDeferred.
 func (d *Deferred[T]) AddErrback(eb func(*Failure) (T, error)) *Deferred[T] {
-	if eb == nil {
-		panic("deferred: AddErrback called with a nil function")
-	}
 	return d.add(stage[T]{p: funcPtr(eb), k: kindErrback}, "AddErrback")
 }
 
@@ -195,10 +189,7 @@ func (d *Deferred[T]) AddErrback(eb func(*Failure) (T, error)) *Deferred[T] {
 // AddBoth returns d. It panics if f is nil, or if d's chain was handed over
 // by Then or ThenDeferred.
 func (d *Deferred[T]) AddBoth(f func(T, *Failure) (T, error)) *Deferred[T] {
-	if f == nil {
-		panic("deferred: AddBoth called with a nil function")
-	}
-	return d.add(bothStage(f), "AddBoth")
+	return d.add(stage[T]{p: funcPtr(f), k: kindBoth}, "AddBoth")
 }
 
 // AddCallbackDeferred adds a callback that returns a Deferred: the chain
@@ -209,10 +200,7 @@ func (d *Deferred[T]) AddBoth(f func(T, *Failure) (T, error)) *Deferred[T] {
 // AddCallbackDeferred returns d. It panics if cb is nil, or if d's chain
 // was handed over by Then or ThenDeferred.
 func (d *Deferred[T]) AddCallbackDeferred(cb func(T) *Deferred[T]) *Deferred[T] {
-	if cb == nil {
-		panic("deferred: AddCallbackDeferred called with a nil function")
-	}
-	return d.add(callbackDeferredStage(cb), "AddCallbackDeferred")
+	return d.add(stage[T]{p: funcPtr(cb), k: kindCallbackDeferred}, "AddCallbackDeferred")
 }
 
 // AddErrbackDeferred adds an errback that returns a Deferred: the chain
@@ -222,9 +210,6 @@ func (d *Deferred[T]) AddCallbackDeferred(cb func(T) *Deferred[T]) *Deferred[T] 
 // d. It panics if eb is nil, or if d's chain was handed over by Then or
 // ThenDeferred.
 func (d *Deferred[T]) AddErrbackDeferred(eb func(*Failure) *Deferred[T]) *Deferred[T] {
-	if eb == nil {
-		panic("deferred: AddErrbackDeferred called with a nil function")
-	}
 	return d.add(stage[T]{p: funcPtr(eb), k: kindErrbackDeferred}, "AddErrbackDeferred")
 }
 
@@ -233,6 +218,9 @@ func (d *Deferred[T]) AddErrbackDeferred(eb func(*Failure) *Deferred[T]) *Deferr
 func (d *Deferred[T]) add(st stage[T], method string) *Deferred[T] {
 	if d == nil {
 		panicNilReceiver(method)
+	}
+	if st.p == nil { // checked here, so that the Add… methods inline
+		panic("deferred: " + method + " called with a nil function")
 	}
 	d.mu.Lock()
 	if d.flags&(called|handedOver) == 0 { // the common case: nothing to run yet
