@@ -26,6 +26,12 @@ import (
 // should therefore not block waiting for a later waiter. No goroutine is
 // started. All methods may be called concurrently. A Lock must not be copied
 // after first use.
+//
+// A Lock has no owner: as with sync.Mutex, a Release by somebody else cannot
+// be told from the holder's own. A stray second Release while a waiter holds
+// l hands l to the next waiter too, and l then has two holders; a Release of
+// an unlocked l is caught and panics. Release once what you acquired, or let
+// RunLocked do it: it releases exactly once, whatever f's Deferred does.
 type Lock struct {
 	g tokenGate[*Lock]
 }
@@ -59,7 +65,8 @@ func (l *Lock) Waiting() int { return l.g.waiting(1) }
 // RunLocked acquires l, calls f once it holds l, and releases l when the
 // Deferred f returned settles, with a value or a failure. The returned
 // Deferred fires with that result, after the release. A panic in f, or a nil
-// Deferred from f, releases l too and fails the returned Deferred. It is
+// Deferred from f, releases l too and fails the returned Deferred. l is
+// released exactly once; f must not release it itself (see Lock). It is
 // Twisted's DeferredLock.run.
 //
 // Cancelling the returned Deferred while it waits for l withdraws the
@@ -114,7 +121,9 @@ func (s *Semaphore) Acquire() *Deferred[*Semaphore] { return s.g.acquire(s, s.ch
 // Release gives a token back and, if Deferreds wait, hands it to the oldest
 // of them, running its callbacks on this goroutine (see Semaphore). Release
 // panics if no token is held (more Releases than Acquires), and on a
-// Semaphore not made by NewSemaphore.
+// Semaphore not made by NewSemaphore. Tokens have no owner: a stray Release
+// while tokens are held cannot be told from a holder's, and frees a token
+// that somebody still uses.
 func (s *Semaphore) Release() {
 	s.g.release(s, s.checkedLimit(), "deferred: Release of a Semaphore with no token held (more Releases than Acquires)")
 }
