@@ -49,6 +49,25 @@ type (
 func withStack(skip int) *Failure {
 	var buf [maxStackDepth]uintptr
 	n := callerPCs(buf[:]) // starts at withStack itself, logical frame 1
+	return failureWithPCs(buf[:n], skip)
+}
+
+// withExactStack is withStack with runtime.Callers, which also sees what a
+// frame-pointer walk cannot: the caller of a leaf function that has no
+// frame of its own, where a nil dereference panicked. Panics are rare, so
+// their Failures take it.
+//
+//go:noinline
+func withExactStack(skip int) *Failure {
+	var buf [maxStackDepth]uintptr
+	n := runtime.Callers(1, buf[:]) // starts at withExactStack, as in withStack
+	return failureWithPCs(buf[:n], skip)
+}
+
+// failureWithPCs makes a Failure holding pcs, in one allocation sized for
+// them.
+func failureWithPCs(buf []uintptr, skip int) *Failure {
+	n := len(buf)
 	var f *Failure
 	var pcs []uintptr
 	switch {
@@ -62,7 +81,7 @@ func withStack(skip int) *Failure {
 		x := new(failure32)
 		f, pcs = &x.Failure, x.pcs[:n]
 	}
-	copy(pcs, buf[:n])
+	copy(pcs, buf)
 	f.pcs, f.skip = pcs, int32(skip-1)
 	return f
 }
@@ -115,7 +134,7 @@ func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
 // from the deferred function that recovered, so that the stack it records
 // still holds the frames of the panic site.
 func panicFailure(v any) *Failure {
-	f := withStack(3)
+	f := withExactStack(3)
 	f.panicked, f.value = true, v
 	if err, ok := v.(error); ok {
 		f.err = fmt.Errorf("panic: %w", err)

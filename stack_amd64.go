@@ -2,6 +2,8 @@
 
 package deferred
 
+import "runtime"
+
 // fpCallers is in stack_amd64.s. Following frame pointers costs a few
 // nanoseconds a frame where runtime.Callers costs tens, which is the
 // difference between a failure path that costs about as much as a success
@@ -12,7 +14,12 @@ func fpCallers(buf []uintptr) int
 
 // callerPCs stores in buf the return addresses of the frames from the
 // function calling it outwards: the same PCs as runtime.Callers(2, buf)
-// called there.
+// called there, which it asks itself when the frame-pointer walk is unsure.
 //
 //go:noinline
-func callerPCs(buf []uintptr) int { return fpCallers(buf) }
+func callerPCs(buf []uintptr) int {
+	if n := fpCallers(buf); n >= 0 {
+		return n
+	}
+	return runtime.Callers(2, buf)
+}

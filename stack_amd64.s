@@ -7,9 +7,10 @@
 // fpCallers fills buf with the return addresses found by following the
 // frame-pointer chain from its caller's frame, and returns how many it
 // stored. It has no frame of its own, so BP is still the caller's. It stops
-// at a nil frame pointer (a goroutine's first frame) and, defensively, at
-// one that does not lead to a higher address less than 1 MiB away, as the
-// next frame of the same stack must.
+// at a nil frame pointer (a goroutine's first frame) or a full buf. A frame
+// pointer that does not lead to a higher address less than 1 MiB away (a
+// frame of 1 MiB or more, or a chain it cannot trust) makes it stop unsure:
+// it then returns minus the count, and the caller asks runtime.Callers.
 TEXT ·fpCallers(SB), NOSPLIT, $0-32
 	MOVQ buf_base+0(FP), DI
 	MOVQ buf_len+8(FP), CX
@@ -25,14 +26,19 @@ loop:
 	MOVQ DX, (DI)(AX*8)
 	INCQ AX
 	MOVQ 0(SI), R8
+	TESTQ R8, R8
+	JEQ  done
 	CMPQ R8, SI
-	JLS  done
+	JLS  unsure
 	MOVQ R8, R9
 	SUBQ SI, R9
 	CMPQ R9, $0x100000
-	JHI  done
+	JHI  unsure
 	MOVQ R8, SI
 	JMP  loop
+
+unsure:
+	NEGQ AX
 
 done:
 	MOVQ AX, ret+24(FP)
