@@ -137,6 +137,11 @@ func (p *Pool) finishLocked() {
 // Wait blocks until every function submitted to p so far has either
 // returned, with its Deferred's chain run, or been taken off the queue by
 // Cancel. Functions submitted while Wait blocks are waited for too.
+//
+// Wait must not be called from a stage of a Deferred that Submit returned,
+// nor from anything that stage's chain runs: that function is not done
+// until its chain has run, so Wait would wait for itself forever. Call it
+// from another goroutine, or Await the Deferreds one needs instead.
 func (p *Pool) Wait() {
 	p.mu.Lock()
 	for p.active > 0 {

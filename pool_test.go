@@ -258,3 +258,25 @@ func TestPoolChainRunsOnJobGoroutineAfterSlotIsFreed(t *testing.T) {
 		assert.Equal(t, "next", <-next)
 	})
 }
+
+// TestPoolWaitWaitsForTheChainsToo pins the reason for the rule in Wait's
+// doc (issue 13, defect 7): a job counts until its Deferred's chain has
+// run, so Wait returns only after a stage still running on the job's
+// goroutine returns; called from that stage, it would wait for itself.
+func TestPoolWaitWaitsForTheChainsToo(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := NewPool(1)
+		release := make(chan struct{})
+		d := Submit(p, context.Background(), func(context.Context) (int, error) { return 1, nil })
+		d.AddCallback(func(v int) (int, error) { <-release; return v, nil })
+
+		var waited atomic.Bool
+		go func() { p.Wait(); waited.Store(true) }()
+		synctest.Wait() // f has returned; its chain blocks in the stage
+		assert.False(t, waited.Load(), "Wait returned while the job's chain was still running")
+
+		close(release)
+		synctest.Wait()
+		assert.True(t, waited.Load(), "Wait returns once the chain has run")
+	})
+}
