@@ -33,8 +33,11 @@ func (d *Deferred[T]) Unpause() {
 // stopped the producer, so after one a later firing returns
 // ErrAlreadyCalled as usual. If d has fired and its chain waits for a
 // Deferred returned by a stage, that Deferred is cancelled instead.
-// Otherwise Cancel does nothing. A panicking canceller does not make Cancel
-// panic: d fails with the panic's Failure.
+// Otherwise Cancel does nothing — also when it comes while one of d's
+// stages runs, before the chain waits for a Deferred that stage returns, as
+// in Twisted: cancel that Deferred, or the context of the work, instead. A
+// panicking canceller does not make Cancel panic: d fails with the panic's
+// Failure.
 func (d *Deferred[T]) Cancel() {
 	mustNotBeNil(d, "Cancel")
 	// A Then chain crosses types: each step returns the upstream Deferred
