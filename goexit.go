@@ -59,35 +59,54 @@ func (d *Deferred[T]) fireCombined(s *slot[T]) {
 	returned = true
 }
 
-// callAloneRunning calls st, a plain stage, for add's shortcut: d is
-// marked running and its lock is not held. A panic becomes the result's
-// Failure; a Goexit stores ErrGoexit as d's result and runs the rest of
-// d's chain before the goroutine leaves.
-func (d *Deferred[T]) callAloneRunning(st stage[T], v T, f *Failure) (rv T, rf *Failure) {
+// runAloneAndUnlock is add's shortcut: it runs st, a plain stage added to
+// d, which has fired and is idle, at once, then what was queued meanwhile,
+// and unlocks d.mu. A panic in st becomes d's failure; a Goexit, one that
+// matches ErrGoexit, and the chain goes on before the goroutine leaves.
+func (d *Deferred[T]) runAloneAndUnlock(st stage[T]) {
+	d.set(running, true)
+	v, f := d.value, d.failure
+	d.mu.Unlock()
 	returned := false
-	defer func() {
-		if !returned {
-			if p := recover(); p != nil {
-				rv, rf = zeroOf[T](), panicFailure(p)
-				return
-			}
-			d.mu.Lock()
-			d.value, d.failure = zeroOf[T](), goexitFailure()
-			d.resumeAfterGoexitAndUnlock()
-		}
-	}()
+	defer d.recoverAlone(&returned)
 	if st.k == kindCallback && f == nil {
 		nv, err := ptrFunc[callbackFn[T]](st.p)(v)
 		if err != nil {
-			rv, rf = stageFailed[T](nv, err)
+			v, f = stageFailed[T](nv, err)
 		} else {
-			rv = nv
+			v = nv
 		}
 	} else {
-		rv, rf, _ = callStage(st, v, f)
+		v, f, _ = callStage(st, v, f)
 	}
 	returned = true
-	return rv, rf
+	d.mu.Lock()
+	d.value, d.failure = v, f
+	if d.head == d.n || d.paused.Load() != 0 { // nothing was queued meanwhile
+		d.stopRunningAndUnlock()
+		return
+	}
+	if next, back := d.runAndUnlock(); next != nil || back != nil {
+		drive(next, back)
+	}
+}
+
+// recoverAlone is deferred by runAloneAndUnlock: if its stage panicked or
+// called Goexit (returned is false), that becomes d's failure, and d's
+// chain goes on from there.
+func (d *Deferred[T]) recoverAlone(returned *bool) {
+	if *returned {
+		return
+	}
+	var f *Failure
+	if p := recover(); p != nil {
+		f = panicFailure(p)
+	} else {
+		f = goexitFailure()
+	}
+	d.mu.Lock()
+	d.value, d.failure = zeroOf[T](), f
+	d.resumeAfterGoexitAndUnlock()
 }
 
 // fireAfterGoexit fires d, Then's Deferred, with ErrGoexit if the function

@@ -237,19 +237,7 @@ func (d *Deferred[T]) add(st stage[T], method string) *Deferred[T] {
 		// The one shortcut past the queue: a plain stage added to a fired,
 		// idle Deferred runs at once. Queuing it and running a batch of one
 		// costs 1.85× the instructions (callgrind, FloorAddToFired in bench/).
-		d.set(running, true)
-		v, f := d.value, d.failure
-		d.mu.Unlock()
-		v, f = d.callAloneRunning(st, v, f)
-		d.mu.Lock()
-		d.value, d.failure = v, f
-		if d.head == d.n || d.paused.Load() != 0 { // nothing was queued meanwhile
-			d.stopRunningAndUnlock()
-			return d
-		}
-		if next, back := d.runAndUnlock(); next != nil || back != nil {
-			drive(next, back)
-		}
+		d.runAloneAndUnlock(st)
 		return d
 	}
 	d.pushLocked(st)
