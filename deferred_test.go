@@ -1259,3 +1259,68 @@ func TestCoreErrbacksPassOverSuccessAndCallbacksOverFailure(t *testing.T) {
 		assert.Len(t, ran, (stages+1)/2, "%d stages: every errback, on failure", stages)
 	}
 }
+
+// Twisted 22.4: once a Deferred's result has gone to another — taken by
+// the outer chain a stage returned it to, handed to it at the waiting
+// point, or passed on by chainDeferred — the Deferred goes on with None: a
+// stage added to it later gets None, and the result, value or failure, is
+// the other's alone. (succeed(7) returned from outer's stage, then
+// inner.addBoth(r) gets None; fail(E) likewise, and outer's errback gets
+// E; d.chainDeferred(other); d.callback(3); d.addBoth(r) gets None.)
+// Here the zero value and no failure.
+func TestCoreDeferredReusedAfterItsResultWentElsewhereHoldsTheZeroValue(t *testing.T) {
+	returned := func(inner *Deferred[int]) *Captured[int] {
+		return Capture(Succeed(1).AddCallbackDeferred(func(int) *Deferred[int] { return inner }))
+	}
+	chained := func(inner *Deferred[int]) *Captured[int] {
+		other := New[int]()
+		out := Capture(other)
+		inner.Chain(other)
+		return out
+	}
+	cases := []struct {
+		name    string
+		pending bool // inner fires after give, not before
+		// give makes inner's result go to another Deferred, and returns
+		// what that one got.
+		give func(inner *Deferred[int]) *Captured[int]
+	}{
+		{"fired inner taken by the outer chain", false, returned},
+		{"pending inner delivering to the chain waiting for it", true, returned},
+		{"Chain from a fired Deferred", false, chained},
+		{"Chain from a pending Deferred", true, chained},
+	}
+	for _, c := range cases {
+		for _, failing := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/failing=%v", c.name, failing), func(t *testing.T) {
+				fire := func(d *Deferred[int]) {
+					if failing {
+						require.NoError(t, d.Errback(errCoreA))
+					} else {
+						require.NoError(t, d.Callback(7))
+					}
+				}
+				inner := New[int]()
+				if !c.pending {
+					fire(inner)
+				}
+				got := c.give(inner)
+				if c.pending {
+					fire(inner)
+				}
+				v, f := got.Now(t)
+				if failing {
+					require.NotNil(t, f, "the other Deferred gets the failure")
+					require.ErrorIs(t, f, errCoreA)
+				} else {
+					require.Nil(t, f)
+					require.Equal(t, 7, v, "the other Deferred gets the value")
+				}
+
+				later, lf := Capture(inner).Now(t)
+				assert.Nil(t, lf, "a stage added to inner afterwards sees no failure")
+				assert.Zero(t, later, "a stage added to inner afterwards sees the zero value")
+			})
+		}
+	}
+}

@@ -849,3 +849,73 @@ func TestFanInStageRunsInItsPlaceInTheInputsChain(t *testing.T) {
 		})
 	}
 }
+
+// listStaged returns a pending Deferred whose canceller counts its calls in
+// *n, with before stages already queued, each adding 1 to a value or
+// passing a failure on: with three or more, the stage a combinator adds
+// next lies past the inline ones, in the spilled queue, where the
+// combinator's Cancel must still find it.
+func listStaged(n *int, before int) *Deferred[int] {
+	d := listCancellable(n)
+	for range before {
+		d.AddCallback(func(v int) (int, error) { return v + 1, nil })
+	}
+	return d
+}
+
+// Cancelling a combinator looks for its stage among each input's queued
+// stages. With three, four or five stages before it, that stage is in the
+// spill, not inline; the input is cancelled all the same, and the combined
+// Deferred settles as for an input with no stages before.
+func TestFanInCancelFindsItsStageInTheSpilledQueue(t *testing.T) {
+	for before := 3; before <= 5; before++ {
+		t.Run(fmt.Sprintf("List/%d before", before), func(t *testing.T) {
+			var na, nb int
+			a, b := listStaged(&na, before), listStaged(&nb, 0)
+			l := List(a, b)
+			l.Cancel()
+			assert.Equal(t, 1, na, "the input whose stage is spilled was not cancelled")
+			assert.Equal(t, 1, nb)
+			out, f := Capture(l).Now(t)
+			require.Nil(t, f, "List fires with the outcomes")
+			require.Len(t, out, 2)
+			assert.ErrorIs(t, listErr(out[0].Failure), ErrCancelled)
+			assert.ErrorIs(t, listErr(out[1].Failure), ErrCancelled)
+		})
+		t.Run(fmt.Sprintf("Gather/%d before", before), func(t *testing.T) {
+			var na int
+			a := listStaged(&na, before)
+			g := Gather(Succeed(1), a)
+			g.Cancel()
+			assert.Equal(t, 1, na, "the input whose stage is spilled was not cancelled")
+			_, f := Capture(g).Now(t)
+			require.ErrorIs(t, f, ErrCancelled)
+			var fe *FirstError
+			require.ErrorAs(t, f, &fe)
+			assert.Equal(t, 1, fe.Index)
+		})
+		t.Run(fmt.Sprintf("Race/%d before", before), func(t *testing.T) {
+			var na, nb int
+			a, b := listStaged(&na, 0), listStaged(&nb, before)
+			r := Race(a, b)
+			r.Cancel()
+			assert.Equal(t, 1, na)
+			assert.Equal(t, 1, nb, "the input whose stage is spilled was not cancelled")
+			_, f := Capture(r).Now(t)
+			require.ErrorIs(t, f, ErrCancelled)
+		})
+		t.Run(fmt.Sprintf("Race winner/%d before", before), func(t *testing.T) {
+			// The winner's stage has run; the loser's is spilled, and
+			// Race cancels it before firing.
+			var na, nb int
+			a, b := listStaged(&na, 0), listStaged(&nb, before)
+			r := Race(a, b)
+			require.NoError(t, a.Callback(4))
+			assert.Zero(t, na, "the winner is not cancelled")
+			assert.Equal(t, 1, nb, "the loser whose stage is spilled was not cancelled")
+			v, f := Capture(r).Now(t)
+			require.Nil(t, f)
+			assert.Equal(t, Indexed[int]{Index: 0, Value: 4}, v)
+		})
+	}
+}
