@@ -187,3 +187,44 @@ func TestAwaitFromManyGoroutinesOnDifferentDeferreds(t *testing.T) {
 		assert.Equal(t, int64(49*50/2), sum.Load())
 	})
 }
+
+// Await's doc: if the result and the end of ctx are both there, Await
+// returns the result. Its wait picks at random among ready cases, so the
+// rule is checked many times over, for a value, for a failure, and for a
+// result and an end that both arrive while Await waits.
+func TestAwaitResultWinsOverEndedContextWhateverTheWaitPicks(t *testing.T) {
+	errAwaited := errors.New("await: the failure that was there")
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i := range 200 {
+		v, err := Succeed(i).Await(ended)
+		require.NoError(t, err, "round %d", i)
+		require.Equal(t, i, v)
+
+		v, err = Fail[int](errAwaited).Await(ended)
+		require.ErrorIs(t, err, errAwaited, "round %d: the failure, not ctx.Err()", i)
+		require.Zero(t, v)
+	}
+
+	synctest.Test(t, func(t *testing.T) {
+		for i := range 200 {
+			d := New[int]()
+			ctx, cancel := context.WithCancel(t.Context())
+			var (
+				v   int
+				err error
+			)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				v, err = d.Await(ctx)
+			}()
+			synctest.Wait() // Await waits for both
+			require.NoError(t, d.Callback(i))
+			cancel()
+			<-done
+			require.NoError(t, err, "round %d", i)
+			require.Equal(t, i, v)
+		}
+	})
+}
