@@ -501,3 +501,52 @@ func TestSemaphoreRunLimitedConcurrentWithForeignReleases(t *testing.T) {
 	assert.Len(t, seen, runs, "every run delivered its own result")
 	assert.Equal(t, limit, s.Tokens())
 }
+
+// The counts while waiters wait and while a hand-off runs: Semaphore.Tokens
+// (for a Lock, whether it is locked) is the limit minus the holders, a
+// waiter whose callback runs included; Waiting leaves out the waiters that
+// a free token is about to serve, so a holder that releases inside its
+// callback, with the hand-off loop running, sees one waiter fewer.
+func TestGateFreeAndWaitingWithWaitersAndDuringHandOff(t *testing.T) {
+	for _, g := range gates(2) {
+		t.Run(g.name, func(t *testing.T) {
+			g.takeAll()
+			type counts struct{ free, waiting int }
+			now := func() counts { return counts{g.free(), g.waiting()} }
+
+			var inW1, afterW1Release, inW2 counts
+			w1 := g.acquire()
+			w1.then(func() {
+				inW1 = now()
+				g.release()
+				afterW1Release = now()
+			})
+			g.acquire().then(func() { inW2 = now() })
+			w3 := g.acquire()
+			o3 := w3.capture()
+			o4 := g.acquire().capture()
+			assert.Equal(t, counts{0, 4}, now(), "every token held, four waiters")
+
+			g.release()
+			assert.Equal(t, counts{0, 3}, inW1, "w1 holds a token while its callback runs")
+			assert.Equal(t, counts{1, 2}, afterW1Release,
+				"w1's token is free, and w2, which it is about to go to, no longer counts as waiting")
+			assert.Equal(t, counts{0, 2}, inW2)
+			assert.Equal(t, counts{0, 2}, now(), "w2 holds the token; w3 and w4 wait")
+
+			w3.cancel()
+			fired, _, f := o3()
+			require.True(t, fired)
+			require.ErrorIs(t, f, ErrCancelled)
+			assert.Equal(t, counts{0, 1}, now(), "the cancelled waiter left; no token freed")
+
+			g.release()
+			fired, _, f = o4()
+			require.True(t, fired)
+			require.Nil(t, f)
+			assert.Equal(t, counts{0, 0}, now())
+			g.releaseAll()
+			assert.Equal(t, counts{g.limit, 0}, now())
+		})
+	}
+}
