@@ -241,7 +241,12 @@ func TestPoolChainRunsOnJobGoroutineAfterSlotIsFreed(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p := NewPool(1)
 		var fOn, chainOn string
-		d := Submit(p, t.Context(), func(context.Context) (int, error) { fOn = timeGoroutineID(); return 1, nil })
+		added := make(chan struct{})
+		d := Submit(p, t.Context(), func(context.Context) (int, error) {
+			fOn = timeGoroutineID()
+			<-added // f must not return before the stage is there, or the stage runs on the test goroutine
+			return 1, nil
+		})
 		next := make(chan string, 1)
 		d.AddCallback(func(v int) (int, error) {
 			chainOn = timeGoroutineID()
@@ -252,6 +257,7 @@ func TestPoolChainRunsOnJobGoroutineAfterSlotIsFreed(t *testing.T) {
 			next <- inner
 			return v, err
 		})
+		close(added)
 		p.Wait()
 		require.NotEmpty(t, fOn)
 		assert.Equal(t, fOn, chainOn)
