@@ -14,6 +14,24 @@ import (
 // show it as a frame of its own, as runtime.Callers does.
 func stackTestInlined(f func()) { f() }
 
+// runtimeCallerNames returns the functions of its caller's stack as
+// runtime.Callers sees them, from the caller outwards.
+//
+//go:noinline
+func runtimeCallerNames() []string {
+	pcs := make([]uintptr, 64)
+	pcs = pcs[:runtime.Callers(2, pcs)]
+	var names []string
+	frames := runtime.CallersFrames(pcs)
+	for {
+		fr, more := frames.Next()
+		names = append(names, fr.Function)
+		if !more {
+			return names
+		}
+	}
+}
+
 // TestStackMatchesRuntimeCallers pins that the fast stack capture (frame
 // pointers on amd64) names the same frames as runtime.Callers, inlined
 // calls and wrappers included.
@@ -22,16 +40,7 @@ func TestStackMatchesRuntimeCallers(t *testing.T) {
 	var want []string
 	stackTestInlined(func() {
 		got = callers(2) // from here on, as runtime.Callers(1) below
-		pcs := make([]uintptr, 64)
-		pcs = pcs[:runtime.Callers(1, pcs)]
-		frames := runtime.CallersFrames(pcs)
-		for {
-			fr, more := frames.Next()
-			want = append(want, fr.Function)
-			if !more {
-				break
-			}
-		}
+		want = runtimeCallerNames()
 	})
 	var names []string
 	got.each(func(fr runtime.Frame) { names = append(names, fr.Function) })
@@ -61,16 +70,7 @@ func stackTestBigFrame(i int, f func() trace) trace {
 func TestStackGoesOnPastAFrameOfOverOneMiB(t *testing.T) {
 	var want []string
 	got := stackTestBigFrame(1, func() trace {
-		pcs := make([]uintptr, 64)
-		pcs = pcs[:runtime.Callers(1, pcs)]
-		frames := runtime.CallersFrames(pcs)
-		for {
-			fr, more := frames.Next()
-			want = append(want, fr.Function)
-			if !more {
-				break
-			}
-		}
+		want = runtimeCallerNames()
 		return callers(2)
 	})
 	var names []string
