@@ -329,3 +329,103 @@ func TestQueueConcurrentPutGetDeliversEachValueOnce(t *testing.T) {
 	assert.Equal(t, 0, q.Len(), "nothing left behind")
 	assert.Equal(t, 0, q.Waiting())
 }
+
+// The backlog counts the Gets that no stored value is about to serve. In a
+// hand-off, values put by a waiter's callback are promised to the Gets
+// still waiting, so a Get made there waits behind them (or takes one of
+// those values) without counting them against the backlog, and is refused
+// only once backlog Gets wait with no value for them.
+func TestQueueBacklogDuringHandOffCountsOnlyUnservedGets(t *testing.T) {
+	q := NewQueue[int](0, 2)
+	var g3, g4, g5, g6 *Captured[int]
+	var waitingInside int
+	q.Get().AddCallback(func(v int) (int, error) {
+		assert.NoError(t, q.Put(2)) // for g2
+		assert.NoError(t, q.Put(3)) // for g3
+		g3 = Capture(q.Get())
+		g4 = Capture(q.Get())
+		g5 = Capture(q.Get())
+		waitingInside = q.Waiting()
+		g6 = Capture(q.Get())
+		return v, nil
+	})
+	g2 := Capture(q.Get())
+	require.NoError(t, q.Put(1))
+
+	assert.Equal(t, 2, waitingInside, "g4 and g5 wait with no value for them")
+	require.True(t, g6.Fired, "a third Get with no value for it is over the backlog")
+	assert.ErrorIs(t, listErr(g6.Failure), ErrQueueBacklog)
+	for i, g := range []*Captured[int]{g3, g4, g5} {
+		assert.Nil(t, g.Failure, "g%d was refused: the values promised to earlier Gets counted against the backlog", i+3)
+	}
+	assert.Equal(t, 2, g2.Value)
+	assert.Equal(t, 3, g3.Value)
+	assert.False(t, g4.Fired)
+	assert.False(t, g5.Fired)
+	assert.Equal(t, 2, q.Waiting())
+
+	require.NoError(t, q.Put(4))
+	require.NoError(t, q.Put(5))
+	assert.Equal(t, 4, g4.Value)
+	assert.Equal(t, 5, g5.Value)
+	assert.Equal(t, 0, q.Waiting())
+}
+
+// A Get that the hand-off has taken off the list but that fired meanwhile
+// (cancelled by another goroutine in that window, or fired by someone
+// else) refuses its value. The value goes back to the front: the next Get
+// gets it, and the values put after it keep their order. The window
+// cannot be hit at will, so the Get here is fired by someone else, which
+// the hand-off sees the same way: a Callback refused.
+func TestQueueValueRefusedByATakenGetGoesToTheNextGetInOrder(t *testing.T) {
+	q := NewQueue[int](0, 0)
+	g1 := Capture(q.Get().AddCallback(func(v int) (int, error) {
+		// Stored while the hand-off runs: promised to g2 (then g3) and g4.
+		assert.NoError(t, q.Put(2))
+		assert.NoError(t, q.Put(3))
+		return v, nil
+	}))
+	g2 := q.Get()
+	require.NoError(t, g2.Errback(ErrCancelled))
+	g3, g4 := Capture(q.Get()), Capture(q.Get())
+	require.NoError(t, q.Put(1))
+
+	assert.Equal(t, 1, g1.Value)
+	_, f := Capture(g2).Now(t)
+	assert.ErrorIs(t, listErr(f), ErrCancelled, "g2 kept its own result")
+	assert.Equal(t, 2, g3.Value, "the value g2 refused goes to the next Get, first")
+	assert.Equal(t, 3, g4.Value)
+	assert.Equal(t, 0, q.Len())
+	assert.Equal(t, 0, q.Waiting())
+}
+
+// Cancelling waiting Gets anywhere in the list (the middle, the end) takes
+// them out and leaves the others in order: the next Puts go to the next
+// waiters, and a Get made afterwards waits behind them.
+func TestQueueCancelledWaitersLeaveTheOthersInOrder(t *testing.T) {
+	q := NewQueue[int](0, 0)
+	ds := make([]*Deferred[int], 5)
+	outs := make([]*Captured[int], 5)
+	for i := range ds {
+		ds[i] = q.Get()
+	}
+	ds[1].Cancel() // the middle
+	ds[4].Cancel() // the end
+	ds[0].Cancel() // the front
+	for i, d := range ds {
+		outs[i] = Capture(d)
+	}
+	late := Capture(q.Get())
+	assert.Equal(t, 3, q.Waiting())
+	for v := 1; v <= 3; v++ {
+		require.NoError(t, q.Put(v))
+	}
+	for _, i := range []int{0, 1, 4} {
+		assert.ErrorIs(t, listErr(outs[i].Failure), ErrCancelled, "Get %d", i)
+	}
+	assert.Equal(t, 1, outs[2].Value)
+	assert.Equal(t, 2, outs[3].Value)
+	assert.Equal(t, 3, late.Value, "the Get made after the cancellations waits behind the others")
+	assert.Equal(t, 0, q.Waiting())
+	assert.Equal(t, 0, q.Len())
+}
