@@ -368,3 +368,71 @@ func timeGoroutineID() string {
 	s = strings.TrimPrefix(s, "goroutine ")
 	return s[:strings.IndexByte(s, ' ')]
 }
+
+// The result may arrive just as AddTimeout's timer fires. Whichever side
+// gets there first, at any interleaving, the chain goes on past the
+// timeout's stage exactly once (never stuck paused), and what it goes on
+// with follows from what d got first, which a stage before the timeout's
+// records: the timer's cancellation becomes a failure matching ErrTimeout;
+// the producer's value, or its failure, which does not match ErrCancelled,
+// passes unchanged, even when it reaches the stage after the timer fired.
+// The producer's firing after the timer's Cancel is ignored, as after any
+// Cancel of a Deferred with no canceller.
+func TestTimeoutRaceWindowEndsInTheResultOrErrTimeout(t *testing.T) {
+	errProduced := errors.New("timeout test: the producer's failure")
+	for _, failing := range []bool{false, true} {
+		var produced, timedOut int
+		for range 500 {
+			synctest.Test(t, func(t *testing.T) {
+				d := New[int]()
+				var firstFailure *Failure
+				d.AddBoth(func(v int, f *Failure) (int, error) {
+					firstFailure = f
+					// Let the other side run meanwhile: the timer then
+					// fires while the result is on its way to the stage.
+					for range 3 {
+						runtime.Gosched()
+					}
+					return v, f
+				})
+				d.AddTimeout(time.Second)
+				var after int
+				d.AddBoth(func(v int, f *Failure) (int, error) {
+					after++
+					return v, f
+				})
+				out := Capture(d)
+
+				var fireErr error
+				go func() {
+					time.Sleep(time.Second) // wakes with the timer
+					if failing {
+						fireErr = d.Errback(errProduced)
+					} else {
+						fireErr = d.Callback(1)
+					}
+				}()
+				time.Sleep(time.Second)
+				synctest.Wait()
+
+				require.NoError(t, fireErr, "the producer's firing after a timeout is ignored")
+				v, f := out.Now(t) // the chain is never left paused
+				require.Equal(t, 1, after, "the stage after the timeout's ran once")
+				switch {
+				case firstFailure != nil && errors.Is(firstFailure, ErrCancelled):
+					require.ErrorIs(t, listErr(f), ErrTimeout, "the timer's cancellation became a timeout")
+					timedOut++
+				case failing:
+					require.Same(t, firstFailure, f, "the producer's failure passes unchanged")
+					require.NotErrorIs(t, f, ErrTimeout)
+					produced++
+				default:
+					require.Nil(t, f, "the producer's value passes unchanged")
+					require.Equal(t, 1, v)
+					produced++
+				}
+			})
+		}
+		t.Logf("failing=%v: the producer's result got there first %d times, the timer %d times", failing, produced, timedOut)
+	}
+}
