@@ -415,3 +415,48 @@ func TestUnhandledSetHandlerReturnsPrevious(t *testing.T) {
 	def(NewFailure(errors.New("default after nil")))
 	assert.Len(t, logs.records(t, "default after nil"), 1)
 }
+
+// unhandledAbortedFanIn gives combine a failed input, a pending one and one
+// whose chain Then handed over, which makes combine panic after it has
+// added its stage to the first two; it then fails the pending input and
+// drops them all.
+//
+//go:noinline
+func unhandledAbortedFanIn(t *testing.T, combine func(...*Deferred[int]), errFired, errLater error) {
+	failed, pending, bad := Fail[int](errFired), New[int](), New[int]()
+	Then(bad, func(int) (string, error) { return "", nil })
+	require.Panics(t, func() { combine(failed, pending, bad) })
+	require.NoError(t, pending.Errback(errLater))
+}
+
+// A List, Gather or Race whose setup panicked on a bad input leaves the
+// inputs' results as they were: the stages it had added pass them on
+// untouched, so a failure an input had, or gets later, is not consumed as
+// the combinator would have done, and is reported as unhandled when the
+// input is dropped with it, as if the combinator had never been called.
+func TestUnhandledInputsOfAnAbortedFanInAreStillReported(t *testing.T) {
+	combiners := []struct {
+		name    string
+		combine func(...*Deferred[int])
+	}{
+		{"List", func(ds ...*Deferred[int]) { List(ds...) }},
+		{"Gather", func(ds ...*Deferred[int]) { Gather(ds...) }},
+		{"Race", func(ds ...*Deferred[int]) { Race(ds...) }},
+	}
+	for _, c := range combiners {
+		t.Run(c.name, func(t *testing.T) {
+			errFired := fmt.Errorf("aborted %s: the input that had failed", c.name)
+			errLater := fmt.Errorf("aborted %s: the input that failed afterwards", c.name)
+			catcher := unhandledCatch(t, errFired, errLater)
+			unhandledAbortedFanIn(t, c.combine, errFired, errLater)
+			for _, e := range []error{errFired, errLater} {
+				if catcher.count(e) == 0 { // waitFor drops the other's report
+					catcher.waitFor(t, e)
+				}
+			}
+			catcher.settle(t)
+			assert.Equal(t, 1, catcher.count(errFired))
+			assert.Equal(t, 1, catcher.count(errLater))
+		})
+	}
+}
