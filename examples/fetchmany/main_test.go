@@ -194,7 +194,8 @@ func TestFetchmanyExitsZeroWhenEveryURLIsFetched(t *testing.T) {
 // TestFetchmanyReportsTimeouts checks only what holds at any speed: a slow
 // page (100ms or more) always outlasts a 60ms timeout, but on a busy
 // machine a fast one may too, and a request may time out before it reaches
-// the server, or before the server notices it was abandoned.
+// the server, before the server notices it was abandoned, or after the
+// server answered it.
 func TestFetchmanyReportsTimeouts(t *testing.T) {
 	t.Parallel()
 	r := fetchmany(context.Background(), "-pages", "20", "-timeout", "60ms")
@@ -209,7 +210,10 @@ func TestFetchmanyReportsTimeouts(t *testing.T) {
 	require.NotNil(t, s.server)
 	assert.LessOrEqual(t, s.server.requests, 20)
 	assert.LessOrEqual(t, s.server.abandoned, s.reasons["timed out"])
-	assert.Equal(t, s.reasons["404 Not Found"], s.server.notFound, "every 404 the server answered reached the client")
+	// A 404 the server sent may still reach the client after its timeout:
+	// the client then counts a timeout. It never sees a 404 not sent.
+	assert.LessOrEqual(t, s.reasons["404 Not Found"], s.server.notFound, "the client saw no 404 the server did not send")
+	assert.LessOrEqual(t, s.server.notFound, missing, "the server sent 404s only for the missing pages")
 
 	// A timeout is a failure of the run, unlike the pages the server is
 	// meant to miss.
