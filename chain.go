@@ -238,14 +238,21 @@ func (d *Deferred[T]) runAndUnlock() (next, back node) {
 // storage that held only stages is let go, so that a Deferred kept after
 // firing keeps no more than its own 80 bytes.
 func (d *Deferred[T]) stopRunningAndUnlock() {
+	if d.failure != nil || d.x != nil {
+		d.tidyLocked()
+	}
+	d.flags &^= running
+	d.mu.Unlock()
+}
+
+// tidyLocked is stopRunningAndUnlock's rarer work.
+func (d *Deferred[T]) tidyLocked() {
 	if d.failure != nil && !d.is(cleanupArmed) {
 		d.armCleanupLocked()
 	}
 	if d.x != nil && d.n == 0 && !d.is(cleanupArmed) && d.x.debug == nil {
 		d.x = nil
 	}
-	d.set(running, false)
-	d.mu.Unlock()
 }
 
 // takeResultLocked returns d's result and leaves d with the zero value, as

@@ -266,25 +266,27 @@ func (d *Deferred[T]) calledAgainUnlock() error {
 }
 
 // fireLocked records the result; skip is the stack depth of the firing
-// call, for SetDebugging.
+// call, for SetDebugging. (It inlines: the rare work is in
+// noteFiringLocked.)
 func (d *Deferred[T]) fireLocked(v T, f *Failure, skip int) {
+	if d.flags&cancelsSource != 0 || d.x != nil {
+		d.noteFiringLocked(skip + 1)
+	}
+	d.flags |= called
+	d.value, d.failure = v, f
+	d.aux = nil // the canceller; nothing waits yet
+}
+
+// noteFiringLocked does what fireLocked must do for a Deferred made by Then
+// or with SetDebugging on.
+func (d *Deferred[T]) noteFiringLocked(skip int) {
 	if d.is(cancelsSource) {
 		// Then's Deferred: drop its tie to the source, which a Deferred
 		// kept after firing would otherwise keep alive, and the source its
 		// own, down a whole chain of Thens.
 		*(*cancelUpstream)(d.aux) = nil
 	}
-	d.flags |= called
-	d.value, d.failure = v, f
-	d.aux = nil // the canceller; nothing waits yet
-	if d.x != nil {
-		d.noteFiredLocked(skip + 1)
-	}
-}
-
-// noteFiredLocked records where d fired, with SetDebugging.
-func (d *Deferred[T]) noteFiredLocked(skip int) {
-	if d.x.debug != nil {
+	if d.x != nil && d.x.debug != nil {
 		d.x.debug.fired = stackString(skip + 1)
 	}
 }
