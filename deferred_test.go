@@ -1180,16 +1180,21 @@ func TestNestRefusesEveryCycleWhateverTheOrder(t *testing.T) {
 
 // TestNestBuiltInsideOutIsNotQuadratic builds a nest of 100,000 Deferreds
 // from the inside out, each new outer one waiting for the last: with the
-// old walk down the whole nest at every link this took minutes. It checks
-// the result; BenchmarkNestedDeep/order=insideOut shows the cost per level.
+// old walk down the whole nest at every link this took minutes. It counts
+// the cycle check's steps, which must stay a few per link, and checks the
+// result; BenchmarkNestedDeepInsideOut shows the cost per level.
 func TestNestBuiltInsideOutIsNotQuadratic(t *testing.T) {
 	const n = 100_000
+	steps := 0
+	testHookCycleStep = func() { steps++ }
+	defer func() { testHookCycleStep = nil }()
 	inner := New[int]()
 	last := inner
 	for range n {
 		prev := last
 		last = Succeed(0).AddCallbackDeferred(func(int) *Deferred[int] { return prev })
 	}
+	assert.LessOrEqual(t, steps, 2*n, "cycle-check steps for %d links: more than a few each means a walk down the nest", n)
 	c := Capture(last)
 	require.NoError(t, inner.Callback(7))
 	v, f := c.Now(t)

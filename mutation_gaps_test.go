@@ -160,55 +160,6 @@ func TestMutationGapStageAddedByAStageRunAtOnceRuns(t *testing.T) {
 	assert.True(t, ran, "a stage queued by the running stage was left behind")
 }
 
-// Mutant nest-cycle-quadratic: the cycle check of each link walks the
-// shorter line, so a nest built inside out, each new Deferred waiting for
-// the last, costs the same per level however deep it is. (BenchmarkNested-
-// DeepInsideOut shows the figures; this only catches a walk down the whole
-// nest, which makes the cost per level grow with the depth.)
-func TestMutationGapNestBuiltInsideOutCostsTheSamePerLevel(t *testing.T) {
-	// build makes a nest of levels and reports the time per level, or
-	// gives up once it has taken more than limit.
-	build := func(levels int, limit time.Duration) (perLevel time.Duration, ok bool) {
-		start := time.Now()
-		inner := New[int]()
-		last := inner
-		for i := range levels {
-			prev := last
-			last = New[int]()
-			last.AddCallbackDeferred(func(int) *Deferred[int] { return prev })
-			require.NoError(t, last.Callback(0))
-			if i%1024 == 0 && time.Since(start) > limit {
-				return 0, false
-			}
-		}
-		out := Capture(last)
-		require.NoError(t, inner.Callback(levels))
-		v, f := out.Now(t)
-		require.Nil(t, f)
-		require.Equal(t, levels, v)
-		return time.Since(start) / time.Duration(levels), true
-	}
-	const small, large = 2_000, 64_000
-	base := time.Duration(1 << 62)
-	for range 5 {
-		if p, _ := build(small, time.Hour); p < base {
-			base = p
-		}
-	}
-	// A walk down the whole nest makes the large nest's levels cost about
-	// large/small/2 = 16 times the small one's; a linear build, about the
-	// same. Allow 8 times, for a busy machine, and take the best of three.
-	limit := 8 * base * large
-	for range 3 {
-		if _, ok := build(large, limit); ok {
-			return
-		}
-		runtime.GC()
-	}
-	t.Fatalf("building a nest of %d levels took over %v, 8 times the cost per level of %d levels (%v): the cycle check walks the whole nest",
-		large, limit, small, base)
-}
-
 // Mutant batch-grown-copy-kept: the runner lets go of the stages it ran
 // even when one of them made the spill grow (a push copies it), so a
 // Deferred paused or waiting in mid-chain does not keep the closures of the

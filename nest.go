@@ -127,6 +127,9 @@ func (d *Deferred[T]) takeFired(inner *Deferred[T]) (v T, f *Failure, took bool)
 func waitsFor[T any](inner, outer *Deferred[T]) bool {
 	down, up := inner, outer
 	for {
+		if testHookCycleStep != nil {
+			testHookCycleStep()
+		}
 		if down = down.waiting(); down == nil {
 			return false
 		}
@@ -138,6 +141,10 @@ func waitsFor[T any](inner, outer *Deferred[T]) bool {
 		}
 	}
 }
+
+// testHookCycleStep, set by tests only, is called at each step of
+// waitsFor, so that a test can count them.
+var testHookCycleStep func()
 
 // waiting returns the Deferred d's chain waits for, or nil.
 func (d *Deferred[T]) waiting() *Deferred[T] {
