@@ -86,6 +86,12 @@ func (s startLater[T]) resume() (next, back node) { return s.d.start() }
 // start implements node.
 func (d *Deferred[T]) start() (next, back node) {
 	d.mu.Lock()
+	return d.startAndUnlock()
+}
+
+// startAndUnlock is start with d.mu held: it runs d's chain if it is
+// runnable and nobody else runs it, and unlocks d.mu.
+func (d *Deferred[T]) startAndUnlock() (next, back node) {
 	if !d.runnableLocked() {
 		d.noteIdleLocked()
 		d.mu.Unlock()
@@ -119,13 +125,7 @@ func (d *Deferred[T]) noteIdleLocked() {
 // runAndUnlockIfIdle runs d's chain on this goroutine if it is runnable
 // and nobody else runs it, and unlocks d.mu.
 func (d *Deferred[T]) runAndUnlockIfIdle() {
-	if !d.runnableLocked() {
-		d.noteIdleLocked()
-		d.mu.Unlock()
-		return
-	}
-	d.set(running, true)
-	if next, back := d.runAndUnlock(); next != nil || back != nil {
+	if next, back := d.startAndUnlock(); next != nil || back != nil {
 		drive(next, back)
 	}
 }
@@ -142,6 +142,12 @@ func (d *Deferred[T]) runFiredAndUnlock() {
 		return
 	}
 	d.set(running, true)
+	d.runAllAndUnlock()
+}
+
+// runAllAndUnlock runs d's chain, which this goroutine holds the running
+// flag of, and everything it leads to, and unlocks d.mu.
+func (d *Deferred[T]) runAllAndUnlock() {
 	if next, back := d.runAndUnlock(); next != nil || back != nil {
 		drive(next, back)
 	}
@@ -250,8 +256,14 @@ func (d *Deferred[T]) tidyLocked() {
 	if d.failure != nil && !d.is(cleanupArmed) {
 		d.armCleanupLocked()
 	}
-	if d.x != nil && d.n == 0 && !d.is(cleanupArmed) && d.x.debug == nil {
-		d.x = nil
+	if d.x == nil || d.n != 0 {
+		return
+	}
+	switch {
+	case !d.is(cleanupArmed) && d.x.debug == nil:
+		d.x = nil // it held only stages
+	case cap(d.x.spill) > spillBlock:
+		d.x.spill = nil // a spill that outgrew the block it came with
 	}
 }
 

@@ -32,15 +32,7 @@ func (d *Deferred[T]) goOnAfterGoexit(b *batch[T]) {
 	b.v, b.f, b.inner = zeroOf[T](), goexitFailure(), nil
 	d.mu.Lock()
 	d.endBatchLocked(b)
-	d.resumeAfterGoexitAndUnlock()
-}
-
-// resumeAfterGoexitAndUnlock runs the rest of d's chain, which this
-// goroutine was running (d is marked running), from the runner's loop.
-func (d *Deferred[T]) resumeAfterGoexitAndUnlock() {
-	if next, back := d.runAndUnlock(); next != nil || back != nil {
-		drive(next, back)
-	}
+	d.runAllAndUnlock()
 }
 
 // fireCombined fires the Deferred that s's combinator returned, whose
@@ -52,7 +44,7 @@ func (d *Deferred[T]) fireCombined(s *slot[T]) {
 	defer func() {
 		if !returned {
 			d.mu.Lock()
-			d.resumeAfterGoexitAndUnlock()
+			d.runAllAndUnlock()
 		}
 	}()
 	s.g.c.fire()
@@ -86,9 +78,7 @@ func (d *Deferred[T]) runAloneAndUnlock(st stage[T]) {
 		d.stopRunningAndUnlock()
 		return
 	}
-	if next, back := d.runAndUnlock(); next != nil || back != nil {
-		drive(next, back)
-	}
+	d.runAllAndUnlock()
 }
 
 // recoverAlone is deferred by runAloneAndUnlock: if its stage panicked or
@@ -106,7 +96,7 @@ func (d *Deferred[T]) recoverAlone(returned *bool) {
 	}
 	d.mu.Lock()
 	d.value, d.failure = zeroOf[T](), f
-	d.resumeAfterGoexitAndUnlock()
+	d.runAllAndUnlock()
 }
 
 // fireAfterGoexit fires d, Then's Deferred, with ErrGoexit if the function

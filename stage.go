@@ -122,20 +122,16 @@ func (d *Deferred[T]) popLocked() {
 	d.resetIfEmptyLocked()
 }
 
-// resetIfEmptyLocked starts the queue afresh once every stage has run, and
-// lets go of a spill that outgrew its first block: a Deferred kept after
-// firing keeps no more than it needs.
+// resetIfEmptyLocked starts the queue afresh once every stage has run. The
+// spill keeps its storage until the run ends (stopRunningAndUnlock), so
+// stages queued meanwhile reuse it.
 func (d *Deferred[T]) resetIfEmptyLocked() {
 	if d.head != d.n {
 		return
 	}
 	d.head, d.n = 0, 0
 	if d.x != nil {
-		if cap(d.x.spill) > spillBlock {
-			d.x.spill = nil
-		} else {
-			d.x.spill = d.x.spill[:0]
-		}
+		d.x.spill = d.x.spill[:0]
 	}
 }
 
