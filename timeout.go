@@ -115,6 +115,9 @@ func (t *timeoutGuard[T]) expire() {
 	t.state = timeoutFiring
 	t.mu.Unlock()
 
+	if testHookTimeoutFiring != nil {
+		testHookTimeoutFiring()
+	}
 	t.d.Cancel()
 
 	t.mu.Lock()
@@ -126,6 +129,11 @@ func (t *timeoutGuard[T]) expire() {
 		t.d.Unpause()
 	}
 }
+
+// testHookTimeoutFiring, set by tests only, is called by expire after the
+// timer has won and before its Cancel, so that a test can fire d inside
+// that window.
+var testHookTimeoutFiring func()
 
 // Later returns a Deferred that fires with f's result once delay has
 // passed: f's value, its error as a Failure, or the Failure of its panic.

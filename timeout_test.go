@@ -436,3 +436,64 @@ func TestTimeoutRaceWindowEndsInTheResultOrErrTimeout(t *testing.T) {
 		t.Logf("failing=%v: the producer's result got there first %d times, the timer %d times", failing, produced, timedOut)
 	}
 }
+
+// TestTimeoutFiringInsideTheWindowHoldsLaterStagesUntilCancelReturns fires
+// d inside the timer's window: the timer has won (expire has set
+// timeoutFiring) but its Cancel has not run yet. The result reaches the
+// timeout's stage, which passes the producer's value unchanged, as
+// Twisted's addTimeout passes any result but its own CancelledError, and
+// pauses d: the stage after it, which returns a pending inner Deferred,
+// must not run until the timer's Cancel has returned, or that Cancel would
+// cancel the inner Deferred, which the timeout does not cover. The window
+// is entered by hand: the test holds the timer's function and calls it,
+// and the hook fires d, all on the test goroutine.
+func TestTimeoutFiringInsideTheWindowHoldsLaterStagesUntilCancelReturns(t *testing.T) {
+	var expire func()
+	old := afterFunc
+	afterFunc = func(_ time.Duration, f func()) *time.Timer {
+		expire = f
+		tm := time.AfterFunc(time.Hour, func() {})
+		tm.Stop() // the test fires the timer itself
+		return tm
+	}
+	t.Cleanup(func() { afterFunc = old })
+
+	d := New[int]().AddTimeout(time.Second)
+	require.NotNil(t, expire, "AddTimeout started no timer")
+
+	var innerCancelled atomic.Bool
+	inner := NewWithCanceller(func(*Deferred[int]) { innerCancelled.Store(true) })
+	var seen []int
+	d.AddCallbackDeferred(func(v int) *Deferred[int] {
+		seen = append(seen, v)
+		return inner
+	})
+	out := Capture(d)
+
+	hookRan := false
+	testHookTimeoutFiring = func() {
+		hookRan = true
+		require.NoError(t, d.Callback(1))
+		// The result has passed the timeout's stage, and the chain stops
+		// there until the timer's Cancel returns.
+		assert.Empty(t, seen, "a stage after the timeout ran before the timer's Cancel returned")
+	}
+	t.Cleanup(func() { testHookTimeoutFiring = nil })
+
+	expire()
+	require.True(t, hookRan, "the hook did not run: the timer did not take the window")
+
+	// Cancel has returned and the chain went on: the stage after the
+	// timeout ran once, with the producer's value, and waits for inner.
+	assert.Equal(t, []int{1}, seen)
+	assert.False(t, innerCancelled.Load(), "the timer's Cancel reached a Deferred a later stage waits for")
+	assert.False(t, inner.Called())
+	fired, _, _ := out.Get()
+	require.False(t, fired, "d did not wait for the inner Deferred")
+
+	require.NoError(t, inner.Callback(2))
+	fired, v, f := out.Get()
+	require.True(t, fired)
+	require.Nil(t, f)
+	assert.Equal(t, 2, v)
+}
