@@ -20,6 +20,12 @@ package deferred
 // input, what its side effect (a call on another Deferred) returned, the
 // result of every Callback/Errback, every misuse panic, and at the end each
 // Deferred's Called() and what reaches a last AddBoth.
+//
+// A stage may call runtime.Goexit (opGoexit), and so may a canceller.
+// Once a program has one, the library side runs each operation on a
+// goroutine of its own and waits for it, and an operation that a Goexit
+// ended is traced as "-> goexit"; the model raises a sentinel panic
+// instead (see model_test.go).
 
 import (
 	"errors"
@@ -114,6 +120,8 @@ func errorClass(err error) string {
 		return "already"
 	case errors.Is(err, ErrNilError):
 		return "nilerr"
+	case errors.Is(err, ErrGoexit):
+		return "goexit"
 	case strings.HasPrefix(err.Error(), "deferred: "):
 		return "misuse"
 	}
@@ -155,11 +163,23 @@ const (
 	rootSucceed                     // not a canceller: Succeed(3)
 	rootFail                        // not a canceller: Fail(E4)
 	numCancelKinds
+	cancelGoexit // calls runtime.Goexit (header bytes from opBytes up)
 )
 
 func (c cancelKind) String() string {
 	return [...]string{"canceller none", "canceller fires 7", "canceller fails E5",
-		"canceller does nothing", "canceller panics", "Succeed(3)", "Fail(E4)"}[c]
+		"canceller does nothing", "canceller panics", "Succeed(3)", "Fail(E4)",
+		"", "canceller calls Goexit"}[c]
+}
+
+// cancelOf is the kind of Deferred that the header byte b codes: as
+// before cancelGoexit existed, except that the bytes from opBytes up (as
+// for opGoexit) are cancelGoexit.
+func cancelOf(b int) cancelKind {
+	if b >= opBytes {
+		return cancelGoexit
+	}
+	return cancelKind(b % int(numCancelKinds))
 }
 
 type action int
@@ -172,6 +192,7 @@ const (
 	actPass                   // pass the result on unchanged (AddBoth: `return v, f`)
 	numActions
 	actConsume // the final AddBoth: zero value, no failure
+	actGoexit  // runtime.Goexit, after the side effect (opGoexit only)
 )
 
 type seKind int
@@ -229,6 +250,7 @@ const (
 	dNil                  // nil
 	dPanic                // panic("P<arg>")
 	numDKinds
+	dGoexit // runtime.Goexit, after the side effect (opGoexit only)
 )
 
 // dfnSpec is a stage function that returns a Deferred.
@@ -280,8 +302,23 @@ const (
 	opThenDeferred
 	opCalled
 	opMisuse
+	opGoexit // a stage, or Then's function, that calls runtime.Goexit
 	numOps
 )
+
+// opBytes: the bytes below it code the operations before opGoexit by
+// their remainder modulo opGoexit, as before opGoexit existed, so the
+// committed corpus keeps its meaning; the 16 bytes from opBytes up code
+// opGoexit, one byte in 16.
+const opBytes = 256 - 16
+
+// opOf is the operation that the byte b codes.
+func opOf(b int) int {
+	if b >= opBytes {
+		return opGoexit
+	}
+	return b % opGoexit
+}
 
 const maxOps = 40
 
@@ -298,6 +335,14 @@ type interp struct {
 	roots  int   // Deferreds 0..roots-1 come from New; the rest from Then
 	stages int
 	trace  []string
+
+	// run runs a top-level operation and returns its panic, or whether
+	// it ended with a Goexit (the model's sentinel, or the real one on
+	// the library's goroutine).
+	run func(op func()) (p any, goexited bool)
+	// goexits: the program has a stage or canceller that calls Goexit,
+	// so the library side runs each operation on a goroutine of its own.
+	goexits bool
 }
 
 func (in *interp) byte() int {
@@ -323,7 +368,10 @@ func runProgram(data []byte, mk func(*interp) system) []string {
 		if i >= nInt {
 			t = tStr
 		}
-		c := cancelKind(in.byte() % int(numCancelKinds))
+		c := cancelOf(in.byte())
+		if c == cancelGoexit {
+			in.goexits = true
+		}
 		in.log("d%d = New[%v](%v)", i, t, c)
 		in.sys.create(t, c)
 		in.types = append(in.types, t)
@@ -354,6 +402,7 @@ func runBoth(data []byte) (model, library []string) {
 	var loops []bool
 	model = runProgram(data, func(in *interp) system {
 		m := newModel(in)
+		in.run = m.runOp
 		in.loops = func(i int) bool {
 			l := m.cancelLoops(i)
 			loops = append(loops, l)
@@ -362,6 +411,12 @@ func runBoth(data []byte) (model, library []string) {
 		return m
 	})
 	library = runProgram(data, func(in *interp) system {
+		in.run = func(op func()) (any, bool) {
+			if in.goexits {
+				return runOnGoroutine(op)
+			}
+			return runHere(op), false
+		}
 		in.loops = func(int) bool {
 			if len(loops) == 0 {
 				return true // the traces differ already: stay on the safe side
@@ -375,17 +430,46 @@ func runBoth(data []byte) (model, library []string) {
 	return model, library
 }
 
-// do runs an operation and records its panic: a misuse panic, or a
-// library bug.
-func (in *interp) do(op func()) (panicked bool) {
-	defer func() {
-		if p := recover(); p != nil {
-			in.log("  -> %s", panicClass(p))
-			panicked = true
-		}
-	}()
-	op()
+// do runs an operation and records its panic (a misuse panic, or a
+// library bug) or its Goexit. It reports whether op did not return.
+func (in *interp) do(op func()) (stopped bool) {
+	p, goexited := in.run(op)
+	switch {
+	case goexited:
+		in.log("  -> goexit")
+		return true
+	case p != nil:
+		in.log("  -> %s", panicClass(p))
+		return true
+	}
 	return false
+}
+
+// runHere runs op on the calling goroutine and returns its panic.
+func runHere(op func()) (p any) {
+	defer func() { p = recover() }()
+	op()
+	return nil
+}
+
+// runOnGoroutine runs op on a goroutine of its own, waits for it to end,
+// and returns its panic, or whether it called runtime.Goexit.
+func runOnGoroutine(op func()) (p any, goexited bool) {
+	done := make(chan struct{})
+	go func() {
+		returned := false
+		defer func() {
+			if !returned {
+				p = recover()
+				goexited = p == nil
+			}
+			close(done)
+		}()
+		op()
+		returned = true
+	}()
+	<-done
+	return p, goexited
 }
 
 func (in *interp) pick() int { return in.byte() % len(in.types) }
@@ -465,6 +549,8 @@ func (fn *fnSpec) String() string {
 		what = fmt.Sprintf("panic E%d", fn.arg)
 	case actPass:
 		what = "pass"
+	case actGoexit:
+		what = "goexit"
 	}
 	return fmt.Sprintf("%s{%s%v}", fn.name, what, fn.se)
 }
@@ -482,6 +568,8 @@ func (fn *dfnSpec) String() string {
 		what = "nil"
 	case dPanic:
 		what = fmt.Sprintf("panic P%d", fn.arg)
+	case dGoexit:
+		what = "goexit"
 	}
 	return fmt.Sprintf("%s{%s%v}", fn.name, what, fn.se)
 }
@@ -498,7 +586,7 @@ func (se sideEffect) String() string {
 
 // step decodes and runs one operation.
 func (in *interp) step() {
-	switch in.byte() % numOps {
+	switch opOf(in.byte()) {
 	case opAddCallback:
 		i, fn := in.pick(), in.fn()
 		in.log("d%d.AddCallback(%v)", i, fn)
@@ -577,6 +665,32 @@ func (in *interp) step() {
 				in.sys.then(i, nil, nil)
 			}
 		})
+	case opGoexit:
+		in.goexits = true
+		i, which := in.pick(), in.byte()%6
+		name, se := in.name(), in.sideEffect()
+		fn := &fnSpec{name: name, act: actGoexit, se: se}
+		dfn := &dfnSpec{name: name, kind: dGoexit, se: se}
+		switch which {
+		case 0:
+			in.log("d%d.AddCallback(%v)", i, fn)
+			in.do(func() { in.sys.addCallback(i, fn) })
+		case 1:
+			in.log("d%d.AddErrback(%v)", i, fn)
+			in.do(func() { in.sys.addErrback(i, fn) })
+		case 2:
+			in.log("d%d.AddBoth(%v)", i, fn)
+			in.do(func() { in.sys.addBoth(i, fn) })
+		case 3:
+			in.log("d%d.AddCallbackDeferred(%v)", i, dfn)
+			in.do(func() { in.sys.addCallbackDeferred(i, dfn) })
+		case 4:
+			in.log("d%d = Then(d%d, %v)", len(in.types), i, fn)
+			in.then(i, fn, nil)
+		default:
+			in.log("d%d = ThenDeferred(d%d, %v)", len(in.types), i, dfn)
+			in.then(i, nil, dfn)
+		}
 	}
 }
 
@@ -659,6 +773,8 @@ func libCanceller[T any](c cancelKind) func(*Deferred[T]) {
 		return func(*Deferred[T]) {}
 	case cancelPanic:
 		return func(*Deferred[T]) { panic(cancellerPanic) }
+	case cancelGoexit:
+		return func(*Deferred[T]) { runtime.Goexit() }
 	}
 	return nil
 }
@@ -675,6 +791,9 @@ func describe[T any](v T, f *Failure) string {
 func libFn[T any](in *interp, fn *fnSpec, side string) func(T, *Failure) (T, error) {
 	return func(v T, f *Failure) (T, error) {
 		in.stageBody(fn.name, side, describe(v, f), fn.se)
+		if fn.act == actGoexit {
+			runtime.Goexit()
+		}
 		if fn.act == actPass {
 			if f == nil && side != "both" {
 				return v, nil
@@ -704,6 +823,8 @@ func libDfn[T any](s *libSys, fn *dfnSpec, side string) func(T, *Failure) *Defer
 			return s.pool[fn.arg].(*Deferred[T])
 		case dNil:
 			return nil
+		case dGoexit:
+			runtime.Goexit()
 		}
 		panic(fn.panicValue())
 	}
@@ -957,6 +1078,9 @@ type seedProg []byte
 func newSeed(nInt, nStr int, cancellers ...cancelKind) seedProg {
 	p := seedProg{byte(nInt - 1 + 4*nStr)}
 	for _, c := range cancellers {
+		if c == cancelGoexit {
+			c = opBytes
+		}
 		p = append(p, byte(c))
 	}
 	return p
@@ -965,6 +1089,9 @@ func newSeed(nInt, nStr int, cancellers ...cancelKind) seedProg {
 // op appends an operation: its code, then its operands (ints or
 // the []int of fnB/dfnB).
 func (p seedProg) op(code int, operands ...any) seedProg {
+	if code == opGoexit {
+		code = opBytes
+	}
 	p = append(p, byte(code))
 	for _, o := range operands {
 		switch o := o.(type) {
@@ -989,6 +1116,22 @@ func fnB(act action, arg int, se ...int) []int {
 // among the Deferreds of the right type, in creation order.
 func dfnB(kind dKind, arg int, se ...int) []int {
 	return append([]int{int(kind), arg}, append(se, 0, 0, 0)[:3]...)
+}
+
+// Kinds of opGoexit: what the stage that calls Goexit is.
+const (
+	goexitCallback = iota
+	goexitErrback
+	goexitBoth
+	goexitCallbackDeferred
+	goexitThen
+	goexitThenDeferred
+)
+
+// goexitB encodes opGoexit's operands after the Deferred: the kind of
+// stage, then an optional side effect made before the Goexit.
+func goexitB(kind int, se ...int) []int {
+	return append([]int{kind}, append(se, 0, 0, 0)[:3]...)
 }
 
 func fuzzSeeds() []seedProg {
@@ -1122,6 +1265,61 @@ func fuzzSeeds() []seedProg {
 			op(opPause, 2).
 			op(opCallback, 2, 3).
 			op(opUnpause, 2),
+		// A stage calls Goexit: the rest of the chain runs, on the failure
+		// side, and the Callback that ran it does not return.
+		newSeed(1, 0, cancelNone).
+			op(opAddCallback, 0, fnB(actValue, 1)).
+			op(opGoexit, 0, goexitB(goexitCallback)).
+			op(opAddCallback, 0, fnB(actValue, 2)).
+			op(opAddErrback, 0, fnB(actValue, 3)).
+			op(opCallback, 0, 1).
+			op(opCalled, 0).
+			op(opGoexit, 0, goexitB(goexitBoth)),
+		// The Goexit comes from a side effect: the stage that fired the
+		// other Deferred does not return either, and fails in turn.
+		newSeed(2, 0, cancelNone, cancelNone).
+			op(opGoexit, 1, goexitB(goexitCallback)).
+			op(opAddErrback, 1, fnB(actValue, 4)).
+			op(opAddCallback, 0, fnB(actValue, 1, int(seCallback), 1, 5)).
+			op(opAddErrback, 0, fnB(actValue, 6)).
+			op(opCallback, 0, 1),
+		// An outer Deferred waits for one whose chain calls Goexit; a
+		// Deferred-returning stage calls Goexit after pausing its own
+		// Deferred; Then's function calls Goexit on a fired source.
+		newSeed(3, 1, cancelNone, cancelNone, cancelNone, cancelNone).
+			op(opAddCallbackDeferred, 0, dfnB(dPool, 1)).
+			op(opAddErrback, 0, fnB(actValue, 2)).
+			op(opGoexit, 1, goexitB(goexitBoth)).
+			op(opCallback, 0, 1).
+			op(opCallback, 1, 2).
+			op(opGoexit, 2, goexitB(goexitCallbackDeferred, int(sePause), 2)).
+			op(opAddBoth, 2, fnB(actPass, 0)).
+			op(opCallback, 2, 3).
+			op(opUnpause, 2).
+			op(opGoexit, 3, goexitB(goexitThenDeferred)).
+			op(opCallback, 3, 4).
+			op(opGoexit, 0, goexitB(goexitThen)),
+		// Cancel's canceller fires a chain that calls Goexit; a Chain
+		// target's chain calls Goexit and the source goes on.
+		newSeed(3, 0, cancelValue, cancelNone, cancelNone).
+			op(opGoexit, 0, goexitB(goexitCallback)).
+			op(opAddErrback, 0, fnB(actValue, 1)).
+			op(opCancel, 0).
+			op(opGoexit, 2, goexitB(goexitCallback)).
+			op(opChain, 1, 2).
+			op(opAddBoth, 1, fnB(actPass, 0)).
+			op(opCallback, 1, 2).
+			op(opGoexit, 1, goexitB(goexitErrback)).
+			op(opErrback, 2, 3),
+		// A canceller calls Goexit: its Deferred fails with ErrGoexit,
+		// and so does the stage whose side effect cancelled it.
+		newSeed(2, 0, cancelGoexit, cancelNone).
+			op(opAddErrback, 0, fnB(actPass, 0)).
+			op(opAddCallback, 1, fnB(actValue, 1, int(seCancel), 0)).
+			op(opAddErrback, 1, fnB(actValue, 2)).
+			op(opCallback, 1, 1).
+			op(opCancel, 0).
+			op(opCallback, 0, 3),
 	}
 }
 
@@ -1221,6 +1419,80 @@ func TestFuzzModelFollowsTwisted(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			got, _ := runBoth(c.prog)
 			require.Equal(t, c.want, got)
+		})
+	}
+}
+
+// TestFuzzModelGoexit pins the model's Goexit rule to goexit.go's, on
+// the library and the model alike: the stage that calls Goexit fails with
+// ErrGoexit and its chain goes on; a stage whose side effect the Goexit
+// unwinds does not return either, fails the same way, and its own chain
+// goes on; the operation that started it all ends in the Goexit, and a
+// Then whose function calls Goexit never gives its caller its Deferred.
+func TestFuzzModelGoexit(t *testing.T) {
+	cases := []struct {
+		name string
+		prog seedProg
+		want []string
+	}{{
+		name: "through a side effect",
+		prog: newSeed(2, 0, cancelNone, cancelNone).
+			op(opGoexit, 1, goexitB(goexitCallback)).
+			op(opAddErrback, 1, fnB(actValue, 4)).
+			op(opAddCallback, 0, fnB(actValue, 1, int(seCallback), 1, 5)).
+			op(opAddCallback, 0, fnB(actValue, 2)).
+			op(opAddErrback, 0, fnB(actValue, 6)).
+			op(opCallback, 0, 1).
+			op(opCalled, 1),
+		want: []string{
+			"d0 = New[int](canceller none)",
+			"d1 = New[int](canceller none)",
+			"d1.AddCallback(s1{goexit})",
+			"d1.AddErrback(s2{value 4})",
+			"d0.AddCallback(s3{value 1, then d1.Callback(5)})",
+			"d0.AddCallback(s4{value 2})",
+			"d0.AddErrback(s5{value 6})",
+			"d0.Callback(1)",
+			"s3 cb(v=1)",
+			"s3: d1.Callback(5)",
+			"s1 cb(v=5)",
+			"s2 eb(f=goexit)",
+			// No "s3: -> already": d1.Callback did not return to s3,
+			// which fails with the Goexit; s4 is skipped.
+			"s5 eb(f=goexit)",
+			"  -> goexit",
+			"d1.Called() = true",
+			"end d0 called=true",
+			"end d0 both(v=6)",
+			"end d1 called=true",
+			"end d1 both(v=4)",
+		},
+	}, {
+		name: "Then's function on a fired source",
+		prog: newSeed(1, 0, rootSucceed).
+			op(opGoexit, 0, goexitB(goexitThen)).
+			op(opAddCallback, 0, fnB(actValue, 1)).
+			op(opThen, 0, fnB(actValue, 2)),
+		want: []string{
+			"d0 = New[int](Succeed(3))",
+			"d1 = Then(d0, s1{goexit})",
+			"s1 then(v=#3)",
+			"  -> goexit",
+			// d1 was never returned: the next Then's Deferred is d1 again,
+			// and d0, handed over, takes no more stages.
+			"d0.AddCallback(s2{value 1})",
+			"  -> panic:misuse",
+			"d1 = Then(d0, s3{value 2})",
+			"  -> panic:misuse",
+			"end d0 called=true",
+			"  -> panic:misuse",
+		},
+	}}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			model, library := runBoth(c.prog)
+			require.Equal(t, c.want, model, "the model")
+			require.Equal(t, c.want, library, "the library")
 		})
 	}
 }

@@ -23,6 +23,22 @@ package deferred
 //     to a paused outer one still runs its own later stages (Twisted leaves
 //     them until something touches the inner Deferred again).
 //
+// runtime.Goexit has no Twisted twin either. goexit.go's rule: a stage (or
+// Then's function) that calls it ends as if it had failed with ErrGoexit
+// ("goexit"), and everything the library would then have done runs as
+// usual, before the goroutine leaves; what does not run is user code
+// waiting on the stack for a library call that the Goexit unwinds. The
+// model says so with a sentinel panic, mGoexit: a stage that calls Goexit
+// fails with "goexit" and marks the goroutine as exiting; the library call
+// made by user code (the program, a stage's side effect, a canceller)
+// that was under way then finishes its work and raises mGoexit to its
+// caller instead of returning. A stage whose side effect raises it fails
+// with "goexit" in turn, and its chain goes on; a canceller's Deferred
+// is left as the canceller fired it, and fails with "goexit" if the
+// canceller called Goexit before firing it; the program sees its
+// operation end with "goexit", and Then's caller never gets Then's
+// Deferred.
+//
 // Apart from these, the model agrees with Twisted 22.4: random programs
 // without Then, translated to Python, give the same traces there.
 //
@@ -90,6 +106,51 @@ type mDef struct {
 type model struct {
 	in   *interp
 	pool []*mDef
+	// exiting: a stage called Goexit during the library call under way,
+	// which raises mGoexit when it is done (see api).
+	exiting bool
+}
+
+// mGoexit is the model's runtime.Goexit: the sentinel a library call
+// raises, once done, when a stage under it called Goexit.
+type mGoexit struct{}
+
+// api runs body, a library call made by user code. If a stage called
+// Goexit meanwhile, the goroutine is leaving: body still does all its work
+// (the library's recovers carry on the chains), then api raises mGoexit
+// instead of returning to the caller, which is user code. Calls nest: a
+// stage run by body may make calls of its own, which start with the
+// goroutine not exiting, as the library runs them normally even inside
+// the deferred calls of a Goexit.
+func (m *model) api(body func()) {
+	outer := m.exiting
+	m.exiting = false
+	defer func() {
+		exited := m.exiting
+		m.exiting = outer
+		if exited {
+			// Nothing panics after a Goexit: misuse panics come before
+			// any chain runs.
+			panic(mGoexit{})
+		}
+	}()
+	body()
+}
+
+// runOp runs a program's operation and returns its panic, or whether it
+// ended with the model's Goexit.
+func (m *model) runOp(op func()) (p any, goexited bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			if _, ok := r.(mGoexit); ok {
+				goexited = true
+				return
+			}
+			p = r
+		}
+	}()
+	op()
+	return nil, false
 }
 
 func newModel(in *interp) *model { return &model{in: in} }
@@ -161,10 +222,18 @@ func (m *model) runStage(d *mDef, st mStage) {
 func (m *model) call(fn *fnSpec, side string, in mResult, t typ) (out mResult) {
 	defer func() {
 		if p := recover(); p != nil {
+			if _, ok := p.(mGoexit); ok {
+				m.exiting = true
+				out = failed(t, "goexit")
+				return
+			}
 			out = failed(t, panicClass(p))
 		}
 	}()
 	m.in.stageBody(fn.name, side, in.String(), fn.se)
+	if fn.act == actGoexit {
+		panic(mGoexit{})
+	}
 	if fn.act == actPass {
 		return in
 	}
@@ -185,6 +254,11 @@ type mDeferredOut struct {
 func (m *model) callD(fn *dfnSpec, side string, in mResult, t typ) (out mDeferredOut) {
 	defer func() {
 		if p := recover(); p != nil {
+			if _, ok := p.(mGoexit); ok {
+				m.exiting = true
+				out = mDeferredOut{fail: "goexit"}
+				return
+			}
 			out = mDeferredOut{fail: panicClass(p)}
 		}
 	}()
@@ -198,6 +272,8 @@ func (m *model) callD(fn *dfnSpec, side string, in mResult, t typ) (out mDeferre
 		return mDeferredOut{d: m.pool[fn.arg]}
 	case dNil:
 		return mDeferredOut{fail: "misuse"}
+	case dGoexit:
+		panic(mGoexit{})
 	default:
 		panic(fn.panicValue())
 	}
@@ -273,23 +349,26 @@ func (m *model) fire(d *mDef, r mResult) (already bool) {
 	return false
 }
 
-func (m *model) callback(i, k int) bool {
+func (m *model) callback(i, k int) (already bool) {
 	d := m.pool[i]
-	return m.fire(d, mResult{v: value(d.t, k)})
+	m.api(func() { already = m.fire(d, mResult{v: value(d.t, k)}) })
+	return already
 }
 
-func (m *model) errback(i, k int) bool {
+func (m *model) errback(i, k int) (already bool) {
 	d := m.pool[i]
-	if k < 0 {
-		return m.fire(d, failed(d.t, "nilerr"))
+	r := failed(d.t, "nilerr")
+	if k >= 0 {
+		r = failed(d.t, errorClass(testErr(k)))
 	}
-	return m.fire(d, failed(d.t, errorClass(testErr(k))))
+	m.api(func() { already = m.fire(d, r) })
+	return already
 }
 
 // cancel: a fired Deferred passes the Cancel on to the Deferred it waits
 // for; Then's result passes it on to its source; a pending one calls its
 // canceller once and, unless that fired it, fails with "cancelled".
-func (m *model) cancel(i int) { m.cancelDef(m.pool[i]) }
+func (m *model) cancel(i int) { m.api(func() { m.cancelDef(m.pool[i]) }) }
 
 func (m *model) cancelDef(d *mDef) {
 	switch {
@@ -312,15 +391,40 @@ func (m *model) cancelDef(d *mDef) {
 	case cancelNone:
 		d.suppress = true
 	case cancelValue:
-		m.fire(d, mResult{v: value(d.t, 7)})
+		m.canceller(func() { m.fire(d, mResult{v: value(d.t, 7)}) })
 	case cancelError:
-		m.fire(d, failed(d.t, errorClass(testErr(5))))
+		m.canceller(func() { m.fire(d, failed(d.t, errorClass(testErr(5)))) })
 	case cancelPanic:
 		fail = panicClass(cancellerPanic)
+	case cancelGoexit:
+		// The canceller did not fire d: d fails with the Goexit, and
+		// its chain runs, before the goroutine leaves.
+		m.fire(d, failed(d.t, "goexit"))
+		m.exiting = true
+	}
+	if m.exiting {
+		// The canceller fired d, whose chain called Goexit: Cancel is
+		// left there, as the goroutine leaves.
+		return
 	}
 	if !d.called {
 		m.fire(d, failed(d.t, fail))
 	}
+}
+
+// canceller runs a canceller that fires its Deferred by a library call.
+// If a stage called Goexit meanwhile, the canceller does not return:
+// the goroutine is marked as exiting again, for the Cancel under way.
+func (m *model) canceller(fire func()) {
+	defer func() {
+		if p := recover(); p != nil {
+			if _, ok := p.(mGoexit); !ok {
+				panic(p)
+			}
+			m.exiting = true
+		}
+	}()
+	m.api(fire)
 }
 
 // cancelLoops reports whether Cancel on i would go round a cycle of
@@ -349,7 +453,7 @@ func (m *model) unpause(i int) {
 	if d.paused > 0 {
 		d.paused--
 	}
-	m.run(d)
+	m.api(func() { m.run(d) })
 }
 
 func (m *model) called(i int) bool { return m.pool[i].called }
@@ -363,7 +467,7 @@ func (m *model) add(i int, st mStage) {
 		panic("deferred: Add on a handed-over Deferred")
 	}
 	d.stages = append(d.stages, st)
-	m.run(d)
+	m.api(func() { m.run(d) })
 }
 
 func (m *model) addCallback(i int, fn *fnSpec) { m.add(i, mStage{cb: fn}) }
@@ -394,7 +498,15 @@ func (m *model) then(i int, fn *fnSpec, dfn *dfnSpec) {
 	m.pool = append(m.pool, u)
 	d.stages = append(d.stages, mStage{then: &mThen{u: u, fn: fn, dfn: dfn}})
 	d.handedOv = true
-	m.run(d)
+	defer func() {
+		if p := recover(); p != nil {
+			// A Goexit: Then does not return, so its caller never gets
+			// u, which the program does not number.
+			m.pool = m.pool[:len(m.pool)-1]
+			panic(p)
+		}
+	}()
+	m.api(func() { m.run(d) })
 }
 
 // final adds a last AddBoth that records what reaches the end of i's chain
@@ -405,5 +517,5 @@ func (m *model) final(i int) {
 		panic("deferred: Add on a handed-over Deferred")
 	}
 	d.stages = append(d.stages, mStage{both: finalSpec(i)})
-	m.run(d)
+	m.api(func() { m.run(d) })
 }
