@@ -142,7 +142,9 @@ func (d *Deferred[T]) runFiredAndUnlock() {
 		return
 	}
 	d.set(running, true)
-	d.runAllAndUnlock()
+	if next, back := d.runAndUnlock(); next != nil || back != nil {
+		drive(next, back)
+	}
 }
 
 // runAllAndUnlock runs d's chain, which this goroutine holds the running
@@ -263,7 +265,7 @@ func (d *Deferred[T]) tidyLocked() {
 	case !d.is(cleanupArmed) && d.x.debug == nil:
 		d.x = nil // it held only stages
 	case cap(d.x.spill) > spillBlock:
-		d.x.spill = nil // a spill that outgrew the block it came with
+		d.x.spill = nil // a spill that outgrew the block
 	}
 }
 

@@ -122,21 +122,22 @@ func (d *Deferred[T]) setWaitingLocked(w *Deferred[T]) { d.aux = unsafe.Pointer(
 type extra[T any] struct {
 	cleanup runtime.Cleanup // reports an unhandled failure
 	debug   *debugInfo      // with SetDebugging(true)
-	spill   []stage[T]      // stages past the inline ones
+	spill   []stage[T]      // stages past the inline ones: block, or what it grew into
+	block   [spillBlock]stage[T]
 }
 
-// spillBlock is how many stages past the inline ones fit in the block
-// allocated with extra, so that a chain of up to eight stages costs two
-// allocations: 5 makes extraWithBlock[T] 128 bytes, a size class. (A
-// block of one made 8-stage chains 1.5× slower and 4-stage ones no faster.)
-const spillBlock = 5
-
-// extraWithBlock is extra and the first block of its spill in one
-// allocation.
-type extraWithBlock[T any] struct {
-	extra[T]
-	block [spillBlock]stage[T]
-}
+// spillBlock is how many stages past the inline ones fit in extra itself,
+// so that a 4-stage chain costs two allocations. One makes extra[T] 64
+// bytes, and a 4-stage chain then allocates as many bytes as the floor's
+// in bench/ (144). The garbage collector's work grows with the bytes
+// allocated: a block of five (128 bytes) made 4-stage chains 1.15× slower
+// in one run, with no gain in instructions. Past the block the spill grows
+// to spillGrowth at once (growSpill), so that 8-stage chains still cost
+// three allocations.
+//
+// When the spill grows, the block keeps copies of the stages it held: the
+// runner clears a stage's copy there too once it has run (clearRunLocked).
+const spillBlock = 1
 
 // extLocked returns d's extra fields, making them on first use. (d.mu is
 // held, or d is not shared yet.)

@@ -162,17 +162,13 @@ func TestMutationGapStageAddedByAStageRunAtOnceRuns(t *testing.T) {
 
 // Mutant batch-grown-copy-kept: the runner lets go of the stages it ran
 // even when one of them made the spill grow (a push copies it), so a
-// Deferred paused or waiting in mid-chain does not keep the closures of the
-// stages before.
+// Deferred paused in mid-chain does not keep the closures of the stages
+// before in the copy.
 func TestMutationGapStagesRunAreLetGoWhenTheSpillGrewMeanwhile(t *testing.T) {
 	d := New[int]()
-	held := gapAddStagesThatGrowTheSpill(d)
+	held := gapAddStagesThatGrowTheSpill(d, true)
 	require.NoError(t, d.Callback(1))
-	deadline := time.Now().Add(10 * time.Second)
-	for held.Value() != nil && time.Now().Before(deadline) {
-		runtime.GC()
-	}
-	assert.Nil(t, held.Value(), "a stage that ran is still referenced from the grown spill")
+	gapRequireCollected(t, held, "a stage that ran is still referenced from the grown spill")
 	out := Capture(d)
 	d.Unpause()
 	v, f := out.Now(t)
@@ -180,23 +176,51 @@ func TestMutationGapStagesRunAreLetGoWhenTheSpillGrewMeanwhile(t *testing.T) {
 	assert.Equal(t, 1, v)
 }
 
-// gapAddStagesThatGrowTheSpill adds eight stages to d, filling the inline
-// ones and the spill's first block: the fourth holds an object, whose weak
-// pointer it returns; the fifth adds a stage (the spill grows, by copying);
-// the sixth pauses d.
+// Mutant stage-block-copy-kept: a spill that outgrew its first block before
+// the Deferred fired leaves a copy of the block's stages there; the runner
+// lets go of that copy too once the stage has run.
+func TestMutationGapStagesRunAreLetGoFromTheBlockTheSpillOutgrew(t *testing.T) {
+	d := New[int]()
+	held := gapAddStagesThatGrowTheSpill(d, false)
+	d.AddCallback(func(v int) (int, error) { d.Pause(); return v, nil }) // grows the spill now
+	d.AddCallback(gapIdentity)
+	require.NoError(t, d.Callback(1))
+	gapRequireCollected(t, held, "a stage that ran is still referenced from the block")
+	out := Capture(d)
+	d.Unpause()
+	v, f := out.Now(t)
+	require.Nil(t, f)
+	assert.Equal(t, 1, v)
+}
+
+func gapRequireCollected(t *testing.T, held weak.Pointer[[64]byte], msg string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for held.Value() != nil && time.Now().Before(deadline) {
+		runtime.GC()
+	}
+	assert.Nil(t, held.Value(), msg)
+}
+
+// gapAddStagesThatGrowTheSpill fills d's inline stages and its spill's
+// first block; the last stage of the block holds an object, whose weak
+// pointer it returns. If whileRunning, that stage also adds a stage that
+// pauses d, making the spill grow (by copying) while the chain runs.
 //
 //go:noinline
-func gapAddStagesThatGrowTheSpill(d *Deferred[int]) weak.Pointer[[64]byte] {
-	for range inlineStages {
+func gapAddStagesThatGrowTheSpill(d *Deferred[int], whileRunning bool) weak.Pointer[[64]byte] {
+	for range inlineStages + spillBlock - 1 {
 		d.AddCallback(gapIdentity)
 	}
 	obj := new([64]byte)
 	obj[0] = 1
 	held := weak.Make(obj)
-	d.AddCallback(func(v int) (int, error) { return v * int(obj[0]), nil })
-	d.AddCallback(func(v int) (int, error) { d.AddCallback(gapIdentity); return v, nil })
-	d.AddCallback(func(v int) (int, error) { d.Pause(); return v, nil })
-	d.AddCallback(gapIdentity)
-	d.AddCallback(gapIdentity)
+	d.AddCallback(func(v int) (int, error) {
+		if whileRunning {
+			d.AddCallback(func(v int) (int, error) { d.Pause(); return v, nil })
+			d.AddCallback(gapIdentity)
+		}
+		return v * int(obj[0]), nil
+	})
 	return held
 }

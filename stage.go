@@ -93,14 +93,31 @@ func (d *Deferred[T]) pushLocked(st stage[T]) {
 		d.inline[d.n], d.kinds[d.n] = st.p, st.k
 	} else {
 		if d.x == nil {
-			b := new(extraWithBlock[T])
-			b.spill = b.block[:0]
-			d.x = &b.extra
+			d.x = new(extra[T])
 		}
-		d.x.spill = append(d.x.spill, st)
+		sp := d.x.spill
+		if len(sp) == cap(sp) {
+			if sp == nil {
+				sp = d.x.block[:0]
+			} else {
+				sp = growSpill(sp)
+			}
+		}
+		d.x.spill = append(sp, st)
 	}
 	d.n++
 }
+
+// growSpill returns a copy of sp with room for more stages: at least
+// spillGrowth, then twice as many.
+func growSpill[T any](sp []stage[T]) []stage[T] {
+	ns := make([]stage[T], len(sp), max(2*cap(sp), spillGrowth))
+	copy(ns, sp)
+	return ns
+}
+
+// spillGrowth is the capacity of the spill once it outgrows its first block.
+const spillGrowth = 8
 
 // stageLocked returns the queued stage at index i.
 func (d *Deferred[T]) stageLocked(i int32) stage[T] {
@@ -116,10 +133,29 @@ func (d *Deferred[T]) popLocked() {
 	if d.head < inlineStages {
 		d.inline[d.head] = nil
 	} else {
-		d.x.spill[d.head-inlineStages] = stage[T]{}
+		d.clearRunLocked(d.x.spill, d.head-inlineStages, d.head-inlineStages+1)
 	}
 	d.head++
 	d.resetIfEmptyLocked()
+}
+
+// clearRunLocked lets go of spill[from:to], stages that have run, where
+// spill is d.x.spill or the array it held when the run took its stages,
+// and of their copies in what the spill grew into and in the block it grew
+// out of. Nothing reads those places meanwhile: the runner calls it, under
+// the lock, and a batch only reads the array it took.
+func (d *Deferred[T]) clearRunLocked(spill []stage[T], from, to int32) {
+	cur := d.x.spill
+	grown := unsafe.SliceData(cur) != unsafe.SliceData(spill)
+	for j := from; j < to; j++ {
+		spill[j] = stage[T]{}
+		if grown {
+			cur[j] = stage[T]{}
+		}
+	}
+	if from < spillBlock {
+		clear(d.x.block[from:min(to, spillBlock)])
+	}
 }
 
 // resetIfEmptyLocked starts the queue afresh once every stage has run. The
@@ -219,16 +255,15 @@ func (d *Deferred[T]) add(st stage[T], method string) *Deferred[T] {
 		panic("deferred: " + method + " called with a nil function")
 	}
 	d.mu.Lock()
-	if d.flags&(called|handedOver) == 0 { // the common case: nothing to run yet
+	if d.flags&(called|running|handedOver) != called && !d.is(handedOver) {
+		// Not fired yet, or another goroutine runs the chain and will run
+		// st too: queue it and leave, keeping the lock as briefly as
+		// possible (adders contend for it while the chain runs).
 		d.pushLocked(st)
 		d.mu.Unlock()
 		return d
 	}
-	if d.is(handedOver) {
-		d.mu.Unlock()
-		panic(handedOverMessage(method))
-	}
-	if d.flags&(called|running|cleanupArmed) == called && st.k.plain() && d.head == d.n &&
+	if d.flags&(handedOver|cleanupArmed) == 0 && st.k.plain() && d.head == d.n &&
 		d.aux == nil && d.paused.Load() == 0 {
 		// The one shortcut past the queue: a plain stage added to a fired,
 		// idle Deferred runs at once. Queuing it and running a batch of one
@@ -236,9 +271,20 @@ func (d *Deferred[T]) add(st stage[T], method string) *Deferred[T] {
 		d.runAloneAndUnlock(st)
 		return d
 	}
+	d.addToFiredAndUnlock(st, method)
+	return d
+}
+
+// addToFiredAndUnlock is add for a Deferred that has fired and that nobody
+// runs, when the shortcut does not apply, or whose chain was handed over;
+// it unlocks d.mu. (Kept apart so that add has a small frame.)
+func (d *Deferred[T]) addToFiredAndUnlock(st stage[T], method string) {
+	if d.is(handedOver) {
+		d.mu.Unlock()
+		panic(handedOverMessage(method))
+	}
 	d.pushLocked(st)
 	d.runAndUnlockIfIdle()
-	return d
 }
 
 func handedOverMessage(method string) string {

@@ -82,18 +82,32 @@ type thenLink[T, U any] struct {
 }
 
 // takeOver runs once; it drops cb, so that the link, which lives as long as
-// the Deferred it returned, does not keep what cb holds.
-func (l *thenLink[T, U]) takeOver(v T, f *Failure) node {
+// the Deferred it returned, does not keep what cb holds. One deferred call
+// covers both ways cb can fail to return: a panic, whose Failure fires u,
+// and a Goexit (see fireAfterGoexit).
+func (l *thenLink[T, U]) takeOver(v T, f *Failure) (next node) {
 	cb := l.cb
 	l.cb = nil
 	if f != nil {
 		return l.u.fireOrReport(zeroOf[U](), f)
 	}
 	returned := false
-	defer l.u.fireAfterGoexit(&returned)
-	rv, rf := callRecovering(func() (U, error) { return cb(v) })
+	defer func() {
+		if !returned {
+			if p := recover(); p != nil {
+				next = l.u.fireOrReport(zeroOf[U](), panicFailure(p))
+			} else {
+				l.u.fireAfterGoexit(goexitFailure())
+			}
+		}
+	}()
+	u, err := cb(v)
 	returned = true
-	return l.u.fireOrReport(rv, rf)
+	var uf *Failure
+	if err != nil {
+		u, uf = stageFailed(u, err)
+	}
+	return l.u.fireOrReport(u, uf)
 }
 
 type thenDeferredLink[T, U any] struct {
@@ -101,19 +115,27 @@ type thenDeferredLink[T, U any] struct {
 	cb func(T) *Deferred[U]
 }
 
-// takeOver runs once, and drops cb as thenLink's does.
-func (l *thenDeferredLink[T, U]) takeOver(v T, f *Failure) node {
+// takeOver runs once, and drops cb and recovers as thenLink's does.
+func (l *thenDeferredLink[T, U]) takeOver(v T, f *Failure) (next node) {
 	cb := l.cb
 	l.cb = nil
 	if f != nil {
 		return l.u.fireOrReport(zeroOf[U](), f)
 	}
 	returned := false
-	defer l.u.fireAfterGoexit(&returned)
-	_, rf, inner := callStageRecovering(callbackDeferredStage(func(U) *Deferred[U] { return cb(v) }), zeroOf[U](), nil)
+	defer func() {
+		if !returned {
+			if p := recover(); p != nil {
+				next = l.u.fireOrReport(zeroOf[U](), panicFailure(p))
+			} else {
+				l.u.fireAfterGoexit(goexitFailure())
+			}
+		}
+	}()
+	inner := cb(v)
 	returned = true
-	if rf != nil {
-		return l.u.fireOrReport(zeroOf[U](), rf)
+	if inner == nil {
+		return l.u.fireOrReport(zeroOf[U](), failureOf(errNilDeferred))
 	}
 	return l.u.fireWhenDone(inner)
 }
