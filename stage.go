@@ -87,25 +87,32 @@ func callbackDeferredStage[T any](f callbackDeferredFn[T]) stage[T] {
 // inlineStages is how many stages a Deferred holds without allocating.
 const inlineStages = 3
 
-// pushLocked queues st.
+// pushLocked queues st. (add does the same by hand, as pushLocked does not
+// inline.)
 func (d *Deferred[T]) pushLocked(st stage[T]) {
 	if d.n < inlineStages {
 		d.inline[d.n], d.kinds[d.n] = st.p, st.k
+		d.n++
 	} else {
-		if d.x == nil {
-			d.x = new(extra[T])
-		}
-		sp := d.x.spill
-		if len(sp) == cap(sp) {
-			if sp == nil {
-				sp = d.x.block[:0]
-			} else {
-				sp = growSpill(sp)
-			}
-		}
-		d.x.spill = append(sp, st)
+		d.spillLocked(st)
 	}
+}
+
+// spillLocked is pushLocked past the inline stages.
+func (d *Deferred[T]) spillLocked(st stage[T]) {
 	d.n++
+	if d.x == nil {
+		d.x = new(extra[T])
+	}
+	sp := d.x.spill
+	if len(sp) == cap(sp) {
+		if sp == nil {
+			sp = d.x.block[:0]
+		} else {
+			sp = growSpill(sp)
+		}
+	}
+	d.x.spill = append(sp, st)
 }
 
 // growSpill returns a copy of sp with room for more stages: at least
@@ -153,8 +160,8 @@ func (d *Deferred[T]) clearRunLocked(spill []stage[T], from, to int32) {
 			cur[j] = stage[T]{}
 		}
 	}
-	if from < spillBlock {
-		clear(d.x.block[from:min(to, spillBlock)])
+	for j := from; j < min(to, spillBlock); j++ {
+		d.x.block[j] = stage[T]{} // a loop: clear() costs a runtime call
 	}
 }
 
@@ -255,11 +262,17 @@ func (d *Deferred[T]) add(st stage[T], method string) *Deferred[T] {
 		panic("deferred: " + method + " called with a nil function")
 	}
 	d.mu.Lock()
-	if d.flags&(called|running|handedOver) != called && !d.is(handedOver) {
-		// Not fired yet, or another goroutine runs the chain and will run
-		// st too: queue it and leave, keeping the lock as briefly as
-		// possible (adders contend for it while the chain runs).
-		d.pushLocked(st)
+	if f := d.flags; f&(called|handedOver) == 0 || f&(running|handedOver) == running {
+		// Not fired yet, or a goroutine (another, or this one in a stage)
+		// runs the chain and will run st too: queue it and leave, keeping
+		// the lock as briefly as possible (adders contend for it while the
+		// chain runs).
+		if n := d.n; n < inlineStages { // pushLocked, by hand
+			d.inline[n], d.kinds[n] = st.p, st.k
+			d.n = n + 1
+		} else {
+			d.spillLocked(st)
+		}
 		d.mu.Unlock()
 		return d
 	}
