@@ -87,8 +87,8 @@ func (d *Deferred[T]) runStages(b *batch[T]) {
 			}
 		}
 	}()
-	i, v, f := b.i, b.v, b.f
-	for ; i < b.end; i++ {
+	i, end, v, f := b.i, b.end, b.v, b.f
+	for ; i < end; i++ {
 		var st stage[T]
 		if i < inlineStages {
 			st = stage[T]{p: d.inline[i], k: d.kinds[i]}

@@ -267,10 +267,9 @@ func (d *Deferred[T]) calledAgainUnlock() error {
 }
 
 // fireLocked records the result; skip is the stack depth of the firing
-// call, for SetDebugging. (It inlines: the rare work is in
-// noteFiringLocked.)
+// call, for SetDebugging. The rare work is in noteFiringLocked.
 func (d *Deferred[T]) fireLocked(v T, f *Failure, skip int) {
-	if d.flags&cancelsSource != 0 || d.x != nil {
+	if d.flags&cancelsSource != 0 || d.x != nil && d.x.debug != nil {
 		d.noteFiringLocked(skip + 1)
 	}
 	d.flags |= called
