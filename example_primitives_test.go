@@ -37,6 +37,47 @@ func ExampleLock() {
 	// ran under the lock - locked now: false
 }
 
+// TryAcquire takes the lock only if it is free now: a caller that has other
+// work to do need not wait.
+func ExampleLock_TryAcquire() {
+	var lock deferred.Lock
+
+	fmt.Println("first try:", lock.TryAcquire())
+	fmt.Println("second try:", lock.TryAcquire()) // held: refused, nothing waits
+	lock.Acquire().AddCallback(func(l *deferred.Lock) (*deferred.Lock, error) {
+		fmt.Println("the waiter has it")
+		return l, nil
+	})
+	lock.Release() // hands the lock to the waiter
+	fmt.Println("try while it holds it:", lock.TryAcquire())
+	lock.Release()
+	fmt.Println("locked:", lock.Locked())
+	// Output:
+	// first try: true
+	// second try: false
+	// the waiter has it
+	// try while it holds it: false
+	// locked: false
+}
+
+// TryAcquire takes a token only if one is free now; a Release gives the
+// token to a waiting Acquire first.
+func ExampleSemaphore_TryAcquire() {
+	sem := deferred.NewSemaphore(2)
+	fmt.Println(sem.TryAcquire(), sem.TryAcquire(), sem.TryAcquire())
+	sem.Acquire().AddCallback(func(s *deferred.Semaphore) (*deferred.Semaphore, error) {
+		fmt.Println("waiter got a token; free:", s.Tokens())
+		return s, nil
+	})
+	sem.Release()
+	sem.Release()
+	fmt.Println("free:", sem.Tokens())
+	// Output:
+	// true true false
+	// waiter got a token; free: 0
+	// free: 1
+}
+
 func ExampleSemaphore() {
 	sem := deferred.NewSemaphore(2) // at most two jobs at once
 

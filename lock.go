@@ -49,6 +49,12 @@ func NewLock() *Lock { return new(Lock) }
 // it after it fired does nothing; the caller still holds l.
 func (l *Lock) Acquire() *Deferred[*Lock] { return l.g.acquire(l, 1) }
 
+// TryAcquire takes l and reports true if l is unlocked and no Acquire
+// waits for it; otherwise it changes nothing and reports false. It never
+// waits and never goes ahead of a waiting Acquire. After true, the caller
+// holds l and must call Release exactly once, as after Acquire.
+func (l *Lock) TryAcquire() bool { return l.g.tryAcquire(1) }
+
 // Release unlocks l and, if Deferreds wait, hands l to the oldest of them,
 // running its callbacks on this goroutine (see Lock). Release panics if l is
 // not locked.
@@ -117,6 +123,13 @@ func NewSemaphore(n int) *Semaphore {
 // Cancelling it after it fired does nothing; the caller still holds the
 // token. Acquire panics on a Semaphore not made by NewSemaphore.
 func (s *Semaphore) Acquire() *Deferred[*Semaphore] { return s.g.acquire(s, s.checkedLimit()) }
+
+// TryAcquire takes one of s's tokens and reports true if one is free and no
+// Acquire waits for one; otherwise it changes nothing and reports false. It
+// never waits and never goes ahead of a waiting Acquire. After true, the
+// caller holds the token and must call Release exactly once, as after
+// Acquire. TryAcquire panics on a Semaphore not made by NewSemaphore.
+func (s *Semaphore) TryAcquire() bool { return s.g.tryAcquire(s.checkedLimit()) }
 
 // Release gives a token back and, if Deferreds wait, hands it to the oldest
 // of them, running its callbacks on this goroutine (see Semaphore). Release
@@ -207,6 +220,18 @@ func (g *tokenGate[H]) acquire(holder H, limit int) *Deferred[H] {
 	d := g.waiters.push(&g.mu)
 	g.handOff(holder, limit)
 	return d
+}
+
+// tryAcquire takes a token if acquire would fire at once.
+func (g *tokenGate[H]) tryAcquire(limit int) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	// As in acquire: a free token beside waiters is theirs.
+	if g.held < limit && g.waiters.len() == 0 {
+		g.held++
+		return true
+	}
+	return false
 }
 
 func (g *tokenGate[H]) release(holder H, limit int, misuse string) {

@@ -30,6 +30,7 @@ type gate struct {
 	self    any // the *Lock or *Semaphore, which Acquire fires with
 	limit   int // holders at once: 1 for a Lock
 	acquire func() gateAcquire
+	try     func() bool // TryAcquire
 	release func()
 	free    func() int // tokens not held: 1 for an unlocked Lock
 	waiting func() int
@@ -66,6 +67,7 @@ func gates(semLimit int) []gate {
 	return []gate{{
 		name: "Lock", self: l, limit: 1,
 		acquire: func() gateAcquire { return gateAcquireOf(l.Acquire()) },
+		try:     l.TryAcquire,
 		release: l.Release,
 		free: func() int {
 			if l.Locked() {
@@ -78,6 +80,7 @@ func gates(semLimit int) []gate {
 	}, {
 		name: "Semaphore", self: s, limit: semLimit,
 		acquire: func() gateAcquire { return gateAcquireOf(s.Acquire()) },
+		try:     s.TryAcquire,
 		release: s.Release,
 		free:    s.Tokens,
 		waiting: s.Waiting,
@@ -549,4 +552,145 @@ func TestGateFreeAndWaitingWithWaitersAndDuringHandOff(t *testing.T) {
 			assert.Equal(t, counts{g.limit, 0}, now())
 		})
 	}
+}
+
+// TryAcquireTests: TryAcquire takes a free token at once, or changes
+// nothing; it never goes ahead of a waiting Acquire, and what it took is
+// released like an Acquire's token.
+
+func TestGateTryAcquireTakesFreeTokensThenRefuses(t *testing.T) {
+	for _, g := range gates(3) {
+		t.Run(g.name, func(t *testing.T) {
+			for i := range g.limit {
+				require.True(t, g.try(), "token %d is free", i)
+				assert.Equal(t, g.limit-1-i, g.free())
+			}
+			assert.False(t, g.try(), "every token is held")
+			assert.Equal(t, 0, g.free(), "a refused TryAcquire takes nothing")
+			assert.Equal(t, 0, g.waiting(), "a refused TryAcquire does not wait")
+
+			o := g.acquire().capture()
+			g.release()
+			fired, v, f := o()
+			require.True(t, fired, "a TryAcquire's token is released like an Acquire's: to the waiter")
+			require.Nil(t, f)
+			assert.Same(t, g.self, v)
+			g.releaseAll()
+			assert.Equal(t, g.limit, g.free())
+		})
+	}
+}
+
+func TestGateTryAcquireDoesNotGoAheadOfWaiters(t *testing.T) {
+	for _, g := range gates(2) {
+		t.Run(g.name, func(t *testing.T) {
+			g.takeAll()
+			var order []string
+			var triedInHandOff bool
+			w1 := g.acquire()
+			w1.then(func() {
+				order = append(order, "w1")
+				g.release() // a token is free now, but w2 waits for it
+				triedInHandOff = g.try()
+				if triedInHandOff {
+					order = append(order, "try")
+				}
+			})
+			g.acquire().then(func() { order = append(order, "w2") })
+			assert.False(t, g.try(), "waiters wait: TryAcquire refuses")
+
+			g.release()
+			assert.False(t, triedInHandOff, "TryAcquire took the token a waiter was about to get")
+			assert.Equal(t, []string{"w1", "w2"}, order)
+			assert.Equal(t, 0, g.waiting())
+
+			// No waiter left: the next free token is TryAcquire's.
+			g.release()
+			assert.True(t, g.try())
+			g.releaseAll()
+			assert.Equal(t, g.limit, g.free())
+		})
+	}
+}
+
+func TestGateTryAcquireAfterLastWaiterCancelledSucceeds(t *testing.T) {
+	for _, g := range gates(1) {
+		t.Run(g.name, func(t *testing.T) {
+			g.takeAll()
+			w := g.acquire()
+			o := w.capture()
+			w.cancel()
+			fired, _, f := o()
+			require.True(t, fired)
+			require.ErrorIs(t, f, ErrCancelled)
+			assert.False(t, g.try(), "the token is still held")
+			g.release()
+			assert.True(t, g.try(), "the cancelled waiter holds no claim on the freed token")
+			g.release()
+			assert.Equal(t, g.limit, g.free())
+		})
+	}
+}
+
+// TestGateTryAcquireConcurrentWithAcquireNeverOverLimit mixes TryAcquire,
+// Acquire and Cancel on many goroutines: never more than limit holders, and
+// every token back at the end.
+func TestGateTryAcquireConcurrentWithAcquireNeverOverLimit(t *testing.T) {
+	for _, g := range gates(2) {
+		t.Run(g.name, func(t *testing.T) {
+			const goroutines, rounds = 12, 300
+			var inside, tried atomic.Int64
+			var wg sync.WaitGroup
+			for w := range goroutines {
+				wg.Go(func() {
+					for i := range rounds {
+						if (w+i)%2 == 0 {
+							if !g.try() {
+								continue
+							}
+							tried.Add(1)
+						} else {
+							a := g.acquire()
+							if (w+i)%7 == 0 {
+								a.cancel()
+							}
+							if f := a.wait(t); f != nil {
+								assert.ErrorIs(t, f, ErrCancelled)
+								continue
+							}
+						}
+						if n := inside.Add(1); n > int64(g.limit) {
+							t.Errorf("%d holders of a %s of %d at once", n, g.name, g.limit)
+						}
+						runtime.Gosched()
+						inside.Add(-1)
+						g.release()
+					}
+				})
+			}
+			wg.Wait()
+			assert.Positive(t, tried.Load(), "no TryAcquire ever succeeded")
+			assert.Equal(t, g.limit, g.free())
+			assert.Equal(t, 0, g.waiting())
+		})
+	}
+}
+
+// TestTryAcquireMisuse: the misuse rules of Release hold after TryAcquire,
+// and the zero Semaphore refuses TryAcquire as it refuses Acquire.
+func TestTryAcquireMisuse(t *testing.T) {
+	var l Lock
+	require.True(t, l.TryAcquire())
+	assert.False(t, l.TryAcquire())
+	l.Release()
+	assert.False(t, l.Locked())
+	assert.PanicsWithValue(t, "deferred: Release of a Lock that is not locked", l.Release,
+		"a second Release after one TryAcquire")
+
+	s := NewSemaphore(1)
+	require.True(t, s.TryAcquire())
+	s.Release()
+	assert.PanicsWithValue(t, "deferred: Release of a Semaphore with no token held (more Releases than Acquires)", s.Release)
+	assert.PanicsWithValue(t, "deferred: Semaphore used without NewSemaphore (the zero Semaphore has no tokens)",
+		func() { new(Semaphore).TryAcquire() })
 }
