@@ -94,18 +94,68 @@ func TestAwaitFailedDeferredReturnsTheFailure(t *testing.T) {
 	assert.Same(t, err, error(f), "Await returned a wrapper, not the *Failure")
 }
 
-func TestAwaitConsumesResult(t *testing.T) {
+// TestAwaitLeavesTheResult reproduces the first trap of issue 14: a second
+// Await on a failed Deferred got the zero value and a nil error.
+func TestAwaitLeavesTheResult(t *testing.T) {
+	errDisk := errors.New("disk on fire")
 	for _, fail := range []bool{false, true} {
 		d := Succeed(5)
 		if fail {
-			d = Fail[int](errors.New("x"))
+			d = Fail[int](errDisk)
 		}
-		_, _ = d.Await(context.Background())
+		v1, err1 := d.Await(context.Background())
+		v2, err2 := d.Await(context.Background())
+		assert.Equal(t, v1, v2, "a second Await got another value")
+		assert.Equal(t, err1, err2, "a second Await got another error")
+		if fail {
+			assert.ErrorIs(t, err2, errDisk, "a second Await lost the failure")
+		} else {
+			assert.Equal(t, 5, v2)
+		}
 		fired, v, f := Capture(d).Get()
 		require.True(t, fired)
-		assert.Nil(t, f, "the chain still holds the failure after Await")
-		assert.Zero(t, v, "the chain still holds the value after Await")
+		if fail {
+			assert.ErrorIs(t, f, errDisk, "Await took the failure off the chain")
+		} else {
+			assert.Nil(t, f)
+			assert.Equal(t, 5, v, "Await took the value off the chain")
+		}
 	}
+}
+
+// TestAwaitManyGoroutinesBeforeAndAfterTheFiringGetTheSameResult: every
+// Await, on any goroutine, before or after the firing, gets the same
+// failure.
+func TestAwaitManyGoroutinesBeforeAndAfterTheFiringGetTheSameResult(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		errDisk := errors.New("disk on fire")
+		d := New[int]()
+		const n = 8
+		errs := make(chan error, 2*n)
+		for range n {
+			go func() {
+				_, err := d.Await(context.Background())
+				errs <- err
+			}()
+		}
+		synctest.Wait() // all are waiting
+		require.NoError(t, d.Errback(errDisk))
+		for range n {
+			go func() {
+				_, err := d.Await(context.Background())
+				errs <- err
+			}()
+		}
+		var first error
+		for range 2 * n {
+			err := <-errs
+			require.ErrorIs(t, err, errDisk)
+			if first == nil {
+				first = err
+			}
+			assert.Same(t, first, err, "two Awaits got different failures")
+		}
+	})
 }
 
 func TestAwaitFailureIsNotReportedUnhandled(t *testing.T) {
@@ -117,7 +167,8 @@ func TestAwaitFailureIsNotReportedUnhandled(t *testing.T) {
 		_, err := d.Await(context.Background())
 		require.ErrorIs(t, err, errAwaited)
 
-		// Await gave up on ctx: the cancellation's failure is consumed too.
+		// Await gave up on ctx: the cancellation's failure counts as
+		// handled too.
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		_, err = New[int]().Await(ctx)
@@ -142,7 +193,7 @@ func TestAwaitContextEndCancelsDeferred(t *testing.T) {
 		assert.Equal(t, int32(1), cancels.Load())
 		fired, _, f := Capture(d).Get()
 		require.True(t, fired)
-		assert.Nil(t, f, "Await left the cancellation's failure in the chain")
+		assert.ErrorIs(t, f, ErrCancelled, "the cancellation's failure stays in the chain")
 	})
 }
 
@@ -155,12 +206,12 @@ func TestAwaitContextEndDoesNotWaitForPausedChain(t *testing.T) {
 	_, err := d.Await(ctx)
 	require.ErrorIs(t, err, context.Canceled)
 
-	// The stage Await added still takes the result once the chain goes on.
+	// Await took nothing: the result is there once the chain goes on.
 	d.Unpause()
 	fired, v, f := Capture(d).Get()
 	require.True(t, fired)
 	assert.Nil(t, f)
-	assert.Zero(t, v)
+	assert.Equal(t, 1, v)
 }
 
 func TestAwaitResultWinsOverEndedContext(t *testing.T) {

@@ -109,18 +109,22 @@ func (d *Deferred[T]) runStages(b *batch[T]) {
 			// The failure path's stage, likewise (7% of FailurePath's
 			// instructions, callgrind).
 			nv, err := ptrFunc[errbackFn[T]](st.p)(f)
+			var nf *Failure
 			if err != nil {
-				v, f = stageFailed[T](nv, err)
-			} else {
-				v, f = nv, nil
+				nv, nf = stageFailed[T](nv, err)
 			}
+			markHandledIfReplaced(f, nf)
+			v, f = nv, nf
 		case st.k > kindErrbackDeferred:
 			b.i, b.stopped = i, true
 			b.v, b.f, b.returned = v, f, true
 			return
 		default:
 			var in *Deferred[T]
-			if v, f, in = callStage(st, v, f); in != nil {
+			f0 := f
+			v, f, in = callStage(st, v, f)
+			markHandledIfReplaced(f0, f)
+			if in != nil {
 				tv, tf, took := d.takeFired(in)
 				if !took {
 					b.inner, b.stopped = in, true

@@ -120,6 +120,9 @@ func (d *Deferred[T]) noteIdleLocked() {
 	if d.flags&(called|running|cleanupArmed) == called && d.failure != nil && d.waitingLocked() == nil {
 		d.armCleanupLocked()
 	}
+	if d.x != nil && d.x.rare != nil {
+		d.noteDoneLocked()
+	}
 }
 
 // runAndUnlockIfIdle runs d's chain on this goroutine if it is runnable
@@ -179,8 +182,11 @@ func (d *Deferred[T]) runAndUnlock() (next, back node) {
 			// callgrind, as measured in the core before this one).
 			d.popLocked()
 			s := (*slot[T])(st.p)
+			f0 := d.failure
 			var fire bool
-			if d.value, d.failure, fire = s.record(d.value, d.failure); fire {
+			d.value, d.failure, fire = s.record(d.value, f0)
+			markHandledIfReplaced(f0, d.failure) // List and Race consume failures
+			if fire {
 				// The combined Deferred's chain runs user code: without the
 				// lock, and before the rest of d's, as in Twisted. d stays
 				// running meanwhile.
@@ -208,11 +214,26 @@ func (d *Deferred[T]) runAndUnlock() (next, back node) {
 			d.set(waitedFor, false)
 			more := d.head < d.n
 			d.set(running, false)
+			if !more && d.x != nil && d.x.rare != nil {
+				d.noteDoneLocked() // d holds the zero value now
+			}
 			d.mu.Unlock()
 			if more {
 				return (*Deferred[T])(st.p).deliver(v, f), startLater[T]{d}
 			}
 			return (*Deferred[T])(st.p).deliver(v, f), nil
+		case kindBranch:
+			// A branch that Observe made: it fires with d's result as it
+			// stands, and its chain runs before the rest of d's, as a Chain
+			// target's does. d keeps its result. A branch cancelled
+			// meanwhile refuses the firing; d's result is not its concern.
+			d.popLocked()
+			v, f := d.value, d.failure
+			d.mu.Unlock()
+			if b, _ := (*Deferred[T])(st.p).fireByLibrary(v, f); b != nil {
+				return b, d
+			}
+			d.mu.Lock()
 		case kindChain:
 			// other's chain runs before the rest of d's, as in Twisted, but
 			// from the driver. d stays running meanwhile, so stages added to
@@ -246,10 +267,10 @@ func (d *Deferred[T]) runAndUnlock() (next, back node) {
 // storage that held only stages is let go, so that a Deferred kept after
 // firing keeps no more than its own 80 bytes.
 func (d *Deferred[T]) stopRunningAndUnlock() {
+	d.flags &^= running
 	if d.failure != nil || d.x != nil {
 		d.tidyLocked()
 	}
-	d.flags &^= running
 	d.mu.Unlock()
 }
 
@@ -258,11 +279,17 @@ func (d *Deferred[T]) tidyLocked() {
 	if d.failure != nil && !d.is(cleanupArmed) {
 		d.armCleanupLocked()
 	}
-	if d.x == nil || d.n != 0 {
+	if d.x == nil {
+		return
+	}
+	if d.x.rare != nil {
+		d.noteDoneLocked()
+	}
+	if d.n != 0 {
 		return
 	}
 	switch {
-	case !d.is(cleanupArmed) && d.x.debug == nil:
+	case !d.is(cleanupArmed) && d.x.rare == nil:
 		d.x = nil // it held only stages
 	case cap(d.x.spill) > spillBlock:
 		d.x.spill = nil // a spill that outgrew the block

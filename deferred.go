@@ -121,9 +121,26 @@ func (d *Deferred[T]) setWaitingLocked(w *Deferred[T]) { d.aux = unsafe.Pointer(
 // extra holds the fields of a Deferred that only some need.
 type extra[T any] struct {
 	cleanup runtime.Cleanup // reports an unhandled failure
-	debug   *debugInfo      // with SetDebugging(true)
+	rare    *rareExtra      // what fewer still need: SetDebugging's records, Done's channel
 	spill   []stage[T]      // stages past the inline ones: block, or what it grew into
 	block   [spillBlock]stage[T]
+}
+
+// rareExtra holds what only Deferreds made with SetDebugging(true), or
+// asked for Done before they held a result, need.
+type rareExtra struct {
+	debug *debugInfo    // with SetDebugging(true)
+	done  chan struct{} // Done's channel, until d holds its result
+}
+
+// rareLocked returns d's rare fields, making them on first use. (d.mu is
+// held, or d is not shared yet.)
+func (d *Deferred[T]) rareLocked() *rareExtra {
+	x := d.extLocked()
+	if x.rare == nil {
+		x.rare = new(rareExtra)
+	}
+	return x.rare
 }
 
 // spillBlock is how many stages past the inline ones fit in extra itself,
@@ -149,10 +166,10 @@ func (d *Deferred[T]) extLocked() *extra[T] {
 }
 
 func (d *Deferred[T]) debug() *debugInfo {
-	if d.x == nil {
+	if d.x == nil || d.x.rare == nil {
 		return nil
 	}
-	return d.x.debug
+	return d.x.rare.debug
 }
 
 // New returns a Deferred that has not fired. The producer fires it with
@@ -160,7 +177,7 @@ func (d *Deferred[T]) debug() *debugInfo {
 func New[T any]() *Deferred[T] {
 	d := new(Deferred[T])
 	if debugging.Load() {
-		d.extLocked().debug = &debugInfo{created: stackString(3)}
+		d.rareLocked().debug = &debugInfo{created: stackString(3)}
 	}
 	return d
 }
@@ -269,7 +286,7 @@ func (d *Deferred[T]) calledAgainUnlock() error {
 // fireLocked records the result; skip is the stack depth of the firing
 // call, for SetDebugging. The rare work is in noteFiringLocked.
 func (d *Deferred[T]) fireLocked(v T, f *Failure, skip int) {
-	if d.flags&cancelsSource != 0 || d.x != nil && d.x.debug != nil {
+	if d.flags&cancelsSource != 0 || d.x != nil && d.x.rare != nil {
 		d.noteFiringLocked(skip + 1)
 	}
 	d.flags |= called
@@ -286,8 +303,8 @@ func (d *Deferred[T]) noteFiringLocked(skip int) {
 		// own, down a whole chain of Thens.
 		*(*cancelUpstream)(d.aux) = nil
 	}
-	if d.x != nil && d.x.debug != nil {
-		d.x.debug.fired = stackString(skip + 1)
+	if dbg := d.debug(); dbg != nil {
+		dbg.fired = stackString(skip + 1)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync/atomic"
 )
 
 // maxStackDepth bounds how many frames a Failure records.
@@ -19,9 +20,10 @@ const maxStackDepth = 32
 type Failure struct {
 	err      error
 	pcs      []uintptr // the stack: see trace, and skip
-	skip     int32
+	skip     int16
 	panicked bool
-	value    any // the recovered panic value, when panicked
+	marks    atomic.Uint32 // handled, reported: see unhandled.go
+	value    any           // the recovered panic value, when panicked
 }
 
 // A Failure and the frames of its stack take one allocation, sized for the
@@ -82,7 +84,7 @@ func failureWithPCs(buf []uintptr, skip int) *Failure {
 		f, pcs = &x.Failure, x.pcs[:n]
 	}
 	copy(pcs, buf)
-	f.pcs, f.skip = pcs, int32(skip-1)
+	f.pcs, f.skip = pcs, int16(skip-1)
 	return f
 }
 

@@ -73,7 +73,9 @@ func (d *Deferred[T]) runAloneAndUnlock(st stage[T]) {
 			v = nv
 		}
 	} else {
+		f0 := f
 		v, f, _ = callStage(st, v, f)
+		markHandledIfReplaced(f0, f)
 	}
 	returned = true
 	d.mu.Lock()
@@ -81,10 +83,10 @@ func (d *Deferred[T]) runAloneAndUnlock(st stage[T]) {
 	if d.head == d.n || d.paused.Load() != 0 { // nothing was queued meanwhile
 		// stopRunningAndUnlock, by hand: it does not inline, and the call
 		// is 10% of this path's instructions (callgrind, FloorAddToFired).
+		d.flags &^= running
 		if d.failure != nil || d.x != nil {
 			d.tidyLocked()
 		}
-		d.flags &^= running
 		d.mu.Unlock()
 		return
 	}

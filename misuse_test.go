@@ -170,6 +170,9 @@ func misuseAfterHandOver() []misuseCase {
 			_, err := d.Await(context.Background())
 			return err
 		}},
+		{"Deferred.Observe", "Observe", "if d's chain was handed over", func(d *deferred.Deferred[int]) error { d.Observe(); return nil }},
+		{"Deferred.Done", "Done", "if d's chain was handed over", func(d *deferred.Deferred[int]) error { d.Done(); return nil }},
+		{"Deferred.Peek", "Peek", "if d's chain was handed over", func(d *deferred.Deferred[int]) error { d.Peek(); return nil }},
 	}
 	var cases []misuseCase
 	for _, h := range misuseHandOvers {
@@ -201,6 +204,9 @@ func misuseNilReceiver() []misuseCase {
 		{"Cancel", func() error { d.Cancel(); return nil }},
 		{"Called", func() error { d.Called(); return nil }},
 		{"Await", func() error { _, err := d.Await(context.Background()); return err }},
+		{"Observe", func() error { d.Observe(); return nil }},
+		{"Done", func() error { d.Done(); return nil }},
+		{"Peek", func() error { d.Peek(); return nil }},
 		{"AddTimeout", func() error { d.AddTimeout(time.Second); return nil }},
 	} {
 		cases = append(cases, misuseCase{fn: "Deferred", name: "nil receiver/" + m.method, run: m.call,

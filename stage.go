@@ -18,6 +18,7 @@ import "unsafe"
 //	kindChain                 *Deferred[T]        Chain
 //	kindThen                  *thenTarget[T]      Then, ThenDeferred; always last
 //	kindWaiter                *Deferred[T]        the Deferred waiting for d (nest.go)
+//	kindBranch                *Deferred[T]        Observe, Await (share.go)
 //
 // Func values are one pointer, so every kind fits in p without boxing, and
 // a Deferred keeps its first stages as three pointers and three kind bytes.
@@ -48,6 +49,7 @@ const (
 	kindChain
 	kindThen
 	kindWaiter
+	kindBranch
 )
 
 // plain reports whether a stage of kind k returns a result, never a
@@ -110,6 +112,11 @@ func (d *Deferred[T]) spillLocked(st stage[T]) {
 			sp = d.x.block[:0]
 		} else {
 			sp = growSpill(sp)
+			if !d.is(running) {
+				// No batch reads the block: let go of the copies there.
+				// (While one runs, clearRunLocked does it.)
+				d.x.block = [spillBlock]stage[T]{}
+			}
 		}
 	}
 	d.x.spill = append(sp, st)
@@ -125,6 +132,31 @@ func growSpill[T any](sp []stage[T]) []stage[T] {
 
 // spillGrowth is the capacity of the spill once it outgrows its first block.
 const spillGrowth = 8
+
+// setStageLocked sets the queued stage at index i.
+func (d *Deferred[T]) setStageLocked(i int32, st stage[T]) {
+	if i < inlineStages {
+		d.inline[i], d.kinds[i] = st.p, st.k
+	} else {
+		d.x.spill[i-inlineStages] = st
+	}
+}
+
+// removeLocked removes the queued stage at index i, which nobody runs: the
+// stages after it move up one place.
+func (d *Deferred[T]) removeLocked(i int32) {
+	for ; i < d.n-1; i++ {
+		d.setStageLocked(i, d.stageLocked(i+1))
+	}
+	d.setStageLocked(d.n-1, stage[T]{})
+	d.n--
+	if d.n > inlineStages {
+		d.x.spill = d.x.spill[:d.n-inlineStages]
+	} else if d.x != nil {
+		d.x.spill = d.x.spill[:0]
+	}
+	d.resetIfEmptyLocked()
+}
 
 // stageLocked returns the queued stage at index i.
 func (d *Deferred[T]) stageLocked(i int32) stage[T] {

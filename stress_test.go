@@ -277,8 +277,14 @@ func (s *stress) fireAddPause(r *rand.Rand) {
 
 	switch {
 	case withAwait:
+		// Await takes nothing: the chain still holds its result.
 		d.AddBoth(func(v int, f *Failure) (int, error) {
-			assert.Nil(s.t, f, "Await consumed the result")
+			if fail {
+				assert.Equal(s.t, err.id, stressIDOf(f), "Await took the failure")
+				return 0, nil
+			}
+			assert.Nil(s.t, f)
+			assert.Equal(s.t, 1+adders*per, v, "Await took the value")
 			return v, nil
 		})
 	case fail && r.IntN(2) == 0:

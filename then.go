@@ -69,7 +69,7 @@ type thenBase[T, U any] struct {
 // Deferred it makes is done here for u.
 func (b *thenBase[T, U]) init(d *Deferred[T], t thenTarget[T]) {
 	if debugging.Load() {
-		b.u.extLocked().debug = &debugInfo{created: stackString(4)}
+		b.u.rareLocked().debug = &debugInfo{created: stackString(4)}
 	}
 	b.target, b.up = t, d
 	b.u.aux = unsafe.Pointer(&b.up) // see cancelsSource

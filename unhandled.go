@@ -32,7 +32,37 @@ func SetUnhandledHandler(h func(*Failure)) (previous func(*Failure)) {
 	return *old
 }
 
+// A Failure may be held by several Deferreds at once: a Deferred and the
+// branches that Observe made of it, or an Await that returned it. It is
+// reported once at most, and not at all if any of them handled it.
+const (
+	// markHandled: a stage that got the Failure returned another result,
+	// an Await returned it, or a combinator consumed it.
+	markHandled uint32 = 1 << iota
+	// markReported: it went to the unhandled handler.
+	markReported
+)
+
+// markHandledIfReplaced marks f handled if a stage that got it returned
+// the result (_, nf): anything but f itself passing on. f may be nil.
+func markHandledIfReplaced(f, nf *Failure) {
+	if f != nil && nf != f {
+		f.marks.Or(markHandled)
+	}
+}
+
+// reportUnhandled gives f to the unhandled handler, unless it was handled
+// or reported already.
 func reportUnhandled(f *Failure) {
+	for {
+		m := f.marks.Load()
+		if m != 0 {
+			return // handled, or reported by another holder
+		}
+		if f.marks.CompareAndSwap(m, markReported) {
+			break
+		}
+	}
 	if h := unhandledHandler.Load(); h != nil {
 		(*h)(f)
 		return
