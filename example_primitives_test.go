@@ -1,6 +1,8 @@
 package deferred_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 
 	"github.com/deferred-go/deferred"
@@ -186,4 +188,97 @@ func ExampleQueue_unlimited() {
 	// Output:
 	// Gets waiting: 1
 	// handling job 1
+}
+
+// PutWait gives a producer backpressure: its Deferred fires once the value
+// is in the queue, and the producer puts its next value only then. A Get
+// that makes room hands it to the waiting producer before the Get's own
+// callbacks run.
+func ExampleQueue_PutWait() {
+	q := deferred.NewQueue[int](2, 0) // stores at most 2 values
+
+	var produce func(n int)
+	produce = func(n int) {
+		if n > 5 {
+			return
+		}
+		q.PutWait(n).AddCallback(func(struct{}) (struct{}, error) {
+			fmt.Println("put", n)
+			produce(n + 1)
+			return struct{}{}, nil
+		})
+	}
+	produce(1) // puts 1 and 2, then waits for room
+	for range 5 {
+		q.Get().AddCallback(func(v int) (int, error) {
+			fmt.Println("got", v)
+			return v, nil
+		})
+	}
+	// Output:
+	// put 1
+	// put 2
+	// put 3
+	// got 1
+	// put 4
+	// got 2
+	// put 5
+	// got 3
+	// got 4
+	// got 5
+}
+
+// A Pool with a bounded backlog refuses work it has no room for.
+func ExampleNewPoolWithBacklog() {
+	pool := deferred.NewPoolWithBacklog(1, 1) // one running, one waiting
+	ctx := context.Background()
+	gate := make(chan struct{})
+	work := func(name string) func(context.Context) (string, error) {
+		return func(context.Context) (string, error) { <-gate; return name, nil }
+	}
+
+	a := deferred.Submit(ctx, pool, work("a")) // runs
+	b := deferred.Submit(ctx, pool, work("b")) // waits for the slot
+	_, err := deferred.Submit(ctx, pool, work("c")).Await(ctx)
+	fmt.Println("c refused:", errors.Is(err, deferred.ErrPoolFull))
+
+	close(gate)
+	for _, d := range []*deferred.Deferred[string]{a, b} {
+		v, err := d.Await(ctx)
+		fmt.Println(v, err)
+	}
+	// Output:
+	// c refused: true
+	// a <nil>
+	// b <nil>
+}
+
+// SubmitWait waits for room in the backlog instead of failing: its
+// Deferred fires with the Deferred of f's result once f is let in.
+func ExampleSubmitWait() {
+	pool := deferred.NewPoolWithBacklog(1, 0) // one at a time, none waiting
+	ctx := context.Background()
+	gate := make(chan struct{})
+	first := deferred.Submit(ctx, pool, func(context.Context) (string, error) {
+		<-gate
+		return "first", nil
+	})
+
+	admitted := deferred.SubmitWait(ctx, pool, func(context.Context) (string, error) {
+		return "second", nil
+	})
+	fmt.Println("second let in:", admitted.Called())
+	second := deferred.ThenDeferred(admitted, func(result *deferred.Deferred[string]) *deferred.Deferred[string] {
+		return result // continue with f's result
+	})
+
+	close(gate) // first returns; its slot goes to second
+	for _, d := range []*deferred.Deferred[string]{first, second} {
+		v, err := d.Await(ctx)
+		fmt.Println(v, err)
+	}
+	// Output:
+	// second let in: false
+	// first <nil>
+	// second <nil>
 }

@@ -13,18 +13,36 @@ import (
 
 func ExampleDeferred_AddTimeout() {
 	// A result that never comes: the timeout cancels the Deferred and the
-	// cancellation's failure becomes one that matches ErrTimeout.
+	// cancellation's failure becomes a timeout, in Go's vocabulary too.
 	never := deferred.New[string]().AddTimeout(10 * time.Millisecond)
 	_, err := never.Await(context.Background())
-	fmt.Println(errors.Is(err, deferred.ErrTimeout), err)
+	var te interface{ Timeout() bool }
+	fmt.Println(err)
+	fmt.Println(errors.Is(err, deferred.ErrTimeout), errors.Is(err, context.DeadlineExceeded),
+		errors.As(err, &te) && te.Timeout())
 
 	// A result in time stops the timer and passes unchanged.
 	soon := deferred.Later(time.Millisecond, func() (string, error) { return "in time", nil })
 	v, err := soon.AddTimeout(time.Hour).Await(context.Background())
 	fmt.Println(v, err)
 	// Output:
-	// true deferred: timed out after 10ms
+	// deferred: AddTimeout: timed out after 10ms
+	// true true true
 	// in time <nil>
+}
+
+func ExampleDeferred_AddTimeoutFunc() {
+	// A price that does not come in time: the last known one stands in.
+	price := deferred.New[float64]() // its producer is slow today
+	price.AddTimeoutFunc(10*time.Millisecond, func(f *deferred.Failure) (float64, error) {
+		fmt.Println("falling back:", f)
+		return 9.99, nil
+	})
+	v, err := price.Await(context.Background())
+	fmt.Println(v, err)
+	// Output:
+	// falling back: deferred: AddTimeoutFunc: timed out after 10ms
+	// 9.99 <nil>
 }
 
 func ExampleDeferred_Await() {
@@ -99,7 +117,7 @@ func ExamplePool() {
 
 	var ds []*deferred.Deferred[int]
 	for n := 1; n <= 5; n++ {
-		ds = append(ds, deferred.Submit(pool, context.Background(), square(n)))
+		ds = append(ds, deferred.Submit(context.Background(), pool, square(n)))
 	}
 	var squares []int
 	for _, d := range ds {

@@ -148,7 +148,7 @@ func TestLeakCancelledSubmitLeavesPoolEmpty(t *testing.T) {
 		p := NewPool(limit)
 		ds := make([]*Deferred[int], leakTotal)
 		for i := range ds {
-			ds[i] = Submit(p, context.Background(), func(ctx context.Context) (int, error) {
+			ds[i] = Submit(context.Background(), p, func(ctx context.Context) (int, error) {
 				started.Add(1)
 				<-ctx.Done()
 				return 0, ctx.Err()

@@ -1,12 +1,14 @@
 package deferred
 
 import (
+	"container/list"
 	"errors"
 	"sync"
 )
 
 // ErrQueueFull is returned by Queue.Put when the queue already stores its
-// size in values and no Get waits (Twisted's QueueOverflow).
+// size in values and no Get waits (Twisted's QueueOverflow), or when
+// PutWait producers wait for room. PutWait waits for room instead.
 var ErrQueueFull = errors.New("deferred: queue full")
 
 // ErrQueueBacklog is matched by the failure of a Deferred from Queue.Get
@@ -20,21 +22,31 @@ var ErrQueueBacklog = errors.New("deferred: too many Gets waiting on queue")
 // waiting Get or, if none waits, stores it. Make one with NewQueue; the zero
 // Queue is empty, with no size or backlog limit.
 //
-// Values come out in the order they were put, and waiting Gets are served
-// in the order they were made (FIFO). A waiting Get's callbacks run on the
+// Values come out in the order they were put, waiting Gets are served in
+// the order they were made, and producers waiting in PutWait get room in
+// the order they called it (FIFO). A waiting Get's callbacks run on the
 // goroutine whose Put hands it its value or, if a hand-off is already
 // running on another goroutine, on that goroutine; they should therefore not
-// block waiting for a later Get. A callback may call Put and Get: the
-// hand-off runs in a loop, so any number of such waiters runs on a small
-// stack. No goroutine is started. All methods may be called concurrently. A
-// Queue must not be copied after first use.
+// block waiting for a later Get. The same holds for a waiting PutWait and
+// the Get that makes room for it. A callback may call Put, PutWait and Get:
+// the hand-off runs in a loop, so any number of such waiters runs on a
+// small stack. No goroutine is started. All methods may be called
+// concurrently. A Queue must not be copied after first use.
 type Queue[T any] struct {
 	mu      sync.Mutex
 	size    int // most values stored; 0: no limit
 	backlog int // most Gets waiting; 0: no limit
 	values  valueRing[T]
 	waiters waiterList[T]
-	handing bool // a hand-off loop is running
+	putters list.List // of *queuePut[T], waiting for room, oldest first
+	handing bool      // a hand-off loop is running
+}
+
+// queuePut is a PutWait producer waiting for room.
+type queuePut[T any] struct {
+	v    T
+	d    *Deferred[struct{}]
+	elem *list.Element // in Queue.putters while waiting, else nil
 }
 
 // NewQueue returns an empty Queue that stores at most size values and lets
@@ -46,19 +58,65 @@ func NewQueue[T any](size, backlog int) *Queue[T] {
 
 // Put hands v to the oldest waiting Get, running that Get's callbacks on
 // this goroutine (see Queue), or, if no Get waits, stores v. If the queue
-// already stores its size in values, Put stores nothing and returns
+// already stores its size in values, or PutWait producers wait for room
+// (Put does not go ahead of them), Put stores nothing and returns
 // ErrQueueFull.
 func (q *Queue[T]) Put(v T) error {
 	q.mu.Lock()
-	// While a hand-off runs, the first waiters.len() stored values are
-	// already promised to waiting Gets: they do not count against size.
-	if q.size > 0 && q.values.len()-q.waiters.len() >= q.size {
+	if q.putters.Len() > 0 || q.fullLocked() {
 		q.mu.Unlock()
 		return ErrQueueFull
 	}
 	q.values.pushBack(v)
 	q.handOff()
 	return nil
+}
+
+// PutWait puts v in the queue as Put does, but when the queue is full it
+// waits for room instead of failing. It returns a Deferred that fires once
+// v is in the queue, stored or handed to a Get: at once, on the calling
+// goroutine, if there is room and no earlier PutWait waits, and otherwise
+// when a Get makes room, after the values of every earlier PutWait went
+// in, on that Get's goroutine (see Queue). On a Queue without a size limit
+// it always fires at once. Any number of producers may wait.
+//
+// Cancelling the Deferred while it waits withdraws v: v never enters the
+// queue, and the Deferred fails with ErrCancelled. Cancelling it once v
+// went in does nothing: it fires (v is not taken back). So the Deferred
+// says whether v was put: v is delivered once if it succeeds, never if it
+// fails.
+func (q *Queue[T]) PutWait(v T) *Deferred[struct{}] {
+	q.mu.Lock()
+	if q.putters.Len() == 0 && !q.fullLocked() {
+		q.values.pushBack(v)
+		q.handOff()
+		return Succeed(struct{}{})
+	}
+	p := &queuePut[T]{v: v}
+	p.d = NewWithCanceller(func(d *Deferred[struct{}]) {
+		q.mu.Lock()
+		if p.elem != nil {
+			q.putters.Remove(p.elem)
+			p.elem = nil
+			p.v = *new(T) // let the value go
+			q.mu.Unlock()
+			return // Cancel fails d with ErrCancelled
+		}
+		q.mu.Unlock()
+		// v went in before this Cancel: d must say so. Whichever of this
+		// and the hand-off comes first fires d.
+		_ = d.Callback(struct{}{})
+	})
+	p.elem = q.putters.PushBack(p)
+	q.handOff()
+	return p.d
+}
+
+// fullLocked reports whether the queue stores its size in values. While a
+// hand-off runs, the first waiters.len() stored values are already
+// promised to waiting Gets: they do not count against size. q.mu is held.
+func (q *Queue[T]) fullLocked() bool {
+	return q.size > 0 && q.values.len()-q.waiters.len() >= q.size
 }
 
 // Get returns a Deferred that fires with the oldest value: at once, on the
@@ -75,7 +133,11 @@ func (q *Queue[T]) Get() *Deferred[T] {
 	q.mu.Lock()
 	if q.values.len() > 0 && q.waiters.len() == 0 {
 		v := q.values.popFront()
-		q.mu.Unlock()
+		if q.putters.Len() == 0 {
+			q.mu.Unlock()
+		} else {
+			q.handOff() // the room v leaves goes to the oldest PutWait
+		}
 		return Succeed(v)
 	}
 	// Stored values beyond waiters.len() go to this Get: it does not wait.
@@ -89,7 +151,8 @@ func (q *Queue[T]) Get() *Deferred[T] {
 }
 
 // Len returns the number of values stored that no waiting Get is about to
-// take.
+// take. The values of waiting PutWaits are not in the queue yet: they do
+// not count.
 func (q *Queue[T]) Len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -104,34 +167,59 @@ func (q *Queue[T]) Waiting() int {
 	return max(0, q.waiters.len()-q.values.len())
 }
 
-// handOff gives stored values to waiting Gets, oldest to oldest, unless
-// another call is already doing so, in which case that call will see them.
-// q.mu is held on entry and released on return.
+// handOff gives stored values to waiting Gets, oldest to oldest, and room
+// to waiting PutWaits, oldest first, unless another call is already doing
+// so, in which case that call will see them. q.mu is held on entry and
+// released on return.
 func (q *Queue[T]) handOff() {
 	if q.handing {
 		q.mu.Unlock()
 		return
 	}
 	q.handing = true
-	for q.values.len() > 0 {
-		d := q.waiters.pop()
-		if d == nil {
-			break
+	for {
+		if q.values.len() > 0 && q.waiters.len() > 0 {
+			d := q.waiters.pop()
+			v := q.values.popFront()
+			q.mu.Unlock()
+			// d's callbacks run here; a Put among them only stores (q.handing).
+			err := d.Callback(v)
+			q.mu.Lock()
+			if err != nil {
+				// d was cancelled after we took it off the list: v goes to
+				// the next Get, ahead of later values. This can leave the
+				// queue briefly above size; Put already accepted v.
+				q.values.pushFront(v)
+			}
+			continue
 		}
-		v := q.values.popFront()
-		q.mu.Unlock()
-		// d's callbacks run here; a Put among them only stores (q.handing).
-		err := d.Callback(v)
-		q.mu.Lock()
-		if err != nil {
-			// d was cancelled after we took it off the list: v goes to the
-			// next Get, ahead of later values. This can leave the queue
-			// briefly above size; Put already accepted v.
-			q.values.pushFront(v)
+		if p := q.takePutLocked(); p != nil {
+			q.mu.Unlock()
+			_ = p.d.Callback(struct{}{}) // ErrAlreadyCalled: a late Cancel fired it
+			q.mu.Lock()
+			continue
 		}
+		break
 	}
 	q.handing = false
 	q.mu.Unlock()
+}
+
+// takePutLocked moves the value of the oldest waiting PutWait into the
+// queue if there is room, and returns that PutWait, whose Deferred is then
+// to fire; it returns nil if none waits or there is no room. v goes in
+// under q.mu, where a Cancel withdraws it, so it goes in exactly once or
+// not at all. q.mu is held.
+func (q *Queue[T]) takePutLocked() *queuePut[T] {
+	e := q.putters.Front()
+	if e == nil || q.fullLocked() {
+		return nil
+	}
+	p := q.putters.Remove(e).(*queuePut[T])
+	p.elem = nil
+	q.values.pushBack(p.v)
+	p.v = *new(T)
+	return p
 }
 
 // valueRing is a growable ring buffer of values. The zero value is empty.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -428,4 +429,206 @@ func TestQueueCancelledWaitersLeaveTheOthersInOrder(t *testing.T) {
 	assert.Equal(t, 3, late.Value, "the Get made after the cancellations waits behind the others")
 	assert.Equal(t, 0, q.Waiting())
 	assert.Equal(t, 0, q.Len())
+}
+
+// PutWait tests: a producer that finds the queue full waits for room, in
+// FIFO order; its Deferred says whether its value went in, and the value
+// goes in exactly once or, if withdrawn, never.
+
+func TestQueuePutWaitFiresAtOnceWhenThereIsRoom(t *testing.T) {
+	q := NewQueue[int](2, 0)
+	for v := range 2 {
+		o := Capture(q.PutWait(v))
+		require.True(t, o.Fired, "room: PutWait fires at once")
+		assert.Nil(t, o.Failure)
+	}
+	assert.Equal(t, 2, q.Len())
+
+	unlimited := NewQueue[int](0, 0)
+	for v := range 1000 {
+		require.True(t, Capture(unlimited.PutWait(v)).Fired, "a queue without size never makes PutWait wait")
+	}
+	assert.Equal(t, 1000, unlimited.Len())
+
+	withGet := NewQueue[int](1, 0)
+	g := Capture(withGet.Get())
+	require.True(t, Capture(withGet.PutWait(7)).Fired)
+	assert.Equal(t, 7, g.Value, "PutWait hands its value to a waiting Get, as Put does")
+}
+
+func TestQueuePutWaitWaitsWhenFullAndGoesInFIFOAsGetsMakeRoom(t *testing.T) {
+	q := NewQueue[int](1, 0)
+	require.NoError(t, q.Put(0))
+	p1, p2 := Capture(q.PutWait(1)), Capture(q.PutWait(2))
+	assert.False(t, p1.Fired, "full: PutWait waits")
+	assert.False(t, p2.Fired)
+	assert.Equal(t, 1, q.Len(), "a waiting PutWait's value is not in the queue")
+	assert.ErrorIs(t, q.Put(9), ErrQueueFull, "Put does not go ahead of waiting PutWaits")
+	assert.False(t, Capture(q.PutWait(3)).Fired, "neither does a later PutWait")
+
+	assert.Equal(t, 0, Capture(q.Get()).Value)
+	assert.True(t, p1.Fired, "the Get's room goes to the oldest PutWait, on the Get's goroutine")
+	assert.False(t, p2.Fired)
+	assert.Equal(t, 1, q.Len())
+
+	assert.Equal(t, 1, Capture(q.Get()).Value)
+	assert.True(t, p2.Fired)
+	assert.Equal(t, 2, Capture(q.Get()).Value)
+	assert.Equal(t, 3, Capture(q.Get()).Value)
+	assert.False(t, Capture(q.Get()).Fired, "9 was refused; nothing else went in")
+}
+
+func TestQueuePutWaitRoomFromAWaitingGetsHandOff(t *testing.T) {
+	// A Get made while a Put's hand-off runs waits; the room it makes when
+	// served goes to the waiting PutWait too.
+	q := NewQueue[int](1, 0)
+	require.NoError(t, q.Put(0))
+	p := Capture(q.PutWait(1))
+	var inner *Captured[int]
+	q.Get().AddCallback(func(v int) (int, error) {
+		inner = Capture(q.Get()) // 1 went in for it
+		return v, nil
+	})
+	require.True(t, p.Fired)
+	require.True(t, inner.Fired)
+	assert.Equal(t, 1, inner.Value)
+	assert.Equal(t, 0, q.Len())
+}
+
+func TestQueuePutWaitCancelWithdrawsTheValue(t *testing.T) {
+	q := NewQueue[int](1, 0)
+	require.NoError(t, q.Put(0))
+	d1, d2, d3 := q.PutWait(1), q.PutWait(2), q.PutWait(3)
+	o1, o3 := Capture(d1), Capture(d3)
+
+	d2.Cancel()
+	o2 := Capture(d2)
+	require.True(t, o2.Fired)
+	assert.ErrorIs(t, o2.Failure, ErrCancelled)
+
+	for _, want := range []int{0, 1, 3} {
+		assert.Equal(t, want, Capture(q.Get()).Value, "the withdrawn value is skipped")
+	}
+	assert.Nil(t, o1.Failure)
+	assert.Nil(t, o3.Failure)
+	assert.False(t, Capture(q.Get()).Fired, "the withdrawn value never went in")
+	assert.Equal(t, 0, q.putters.Len())
+}
+
+// TestQueuePutWaitCancelAfterValueWentInFiresIt hits, by hand, the window
+// in which the hand-off has moved a PutWait's value into the queue but not
+// yet fired its Deferred: a Cancel there cannot take the value back, so it
+// fires the Deferred with success instead of failing it, and the
+// hand-off's own Callback then finds it fired.
+func TestQueuePutWaitCancelAfterValueWentInFiresIt(t *testing.T) {
+	q := NewQueue[int](1, 0)
+	require.NoError(t, q.Put(0))
+	d := q.PutWait(1)
+	o := Capture(d)
+
+	q.mu.Lock()
+	assert.Equal(t, 0, q.values.popFront()) // a Get's share of the hand-off
+	p := q.takePutLocked()                  // what the hand-off does next
+	q.mu.Unlock()
+	require.NotNil(t, p)
+	require.Same(t, d, p.d)
+
+	d.Cancel()
+	require.True(t, o.Fired)
+	assert.Nil(t, o.Failure, "the value went in: the Deferred must say so")
+	assert.ErrorIs(t, p.d.Callback(struct{}{}), ErrAlreadyCalled)
+	assert.Equal(t, 1, Capture(q.Get()).Value, "the value is delivered once")
+	assert.False(t, Capture(q.Get()).Fired)
+}
+
+func TestQueuePutWaitHandOffToManyPuttersDoesNotGrowStack(t *testing.T) {
+	primSmallStack(t)
+	q := NewQueue[int](1, 0)
+	require.NoError(t, q.Put(-1))
+	var got []int
+	for v := range primManyWaiters {
+		// Each producer, once its value is in, takes the next value out:
+		// that room goes to the next producer, in the same hand-off loop.
+		q.PutWait(v).AddCallback(func(struct{}) (struct{}, error) {
+			Capture(q.Get().AddCallback(func(v int) (int, error) {
+				got = append(got, v)
+				return v, nil
+			}))
+			return struct{}{}, nil
+		})
+	}
+	assert.Equal(t, -1, Capture(q.Get()).Value)
+	require.Len(t, got, primManyWaiters)
+	for i, v := range got {
+		if v != i {
+			t.Fatalf("value %d came out at place %d", v, i)
+		}
+	}
+	assert.Equal(t, 0, q.Len())
+	assert.Equal(t, 0, q.putters.Len())
+}
+
+// TestQueuePutWaitConcurrentDeliversAcceptedValuesOnce: producers PutWait
+// on many goroutines and cancel some of their waits; consumers Get. Every
+// value whose PutWait succeeded comes out exactly once, and every value
+// whose PutWait failed with ErrCancelled never does.
+func TestQueuePutWaitConcurrentDeliversAcceptedValuesOnce(t *testing.T) {
+	const producers, consumers, perProducer = 6, 6, 300
+	const total = producers * perProducer
+	const stop = -1
+	q := NewQueue[int](4, 0)
+
+	var accepted [total]atomic.Bool
+	var pwg sync.WaitGroup
+	for p := range producers {
+		pwg.Go(func() {
+			for i := range perProducer {
+				v := p*perProducer + i
+				d := q.PutWait(v)
+				if (p+i)%4 == 0 {
+					d.Cancel() // waiting: withdrawn; already in: fires
+				}
+				if _, f := Capture(d).Wait(t); f != nil {
+					assert.ErrorIs(t, f, ErrCancelled)
+					continue
+				}
+				accepted[v].Store(true)
+			}
+		})
+	}
+
+	var seen [total]atomic.Int32
+	var cwg sync.WaitGroup
+	for range consumers {
+		cwg.Go(func() {
+			for {
+				v, f := Capture(q.Get()).Wait(t)
+				if !assert.Nil(t, f) || v == stop {
+					return
+				}
+				seen[v].Add(1)
+			}
+		})
+	}
+	pwg.Wait()
+	for range consumers {
+		Capture(q.PutWait(stop)) // after every accepted value, FIFO
+	}
+	cwg.Wait()
+
+	n := 0
+	for v := range total {
+		want := int32(0)
+		if accepted[v].Load() {
+			want = 1
+			n++
+		}
+		if got := seen[v].Load(); got != want {
+			t.Errorf("value %d: accepted %v, delivered %d times", v, accepted[v].Load(), got)
+		}
+	}
+	assert.Positive(t, n)
+	t.Logf("%d of %d values accepted", n, total) // how many withdrawals raced is the scheduler's choice
+	assert.Equal(t, 0, q.Len())
+	assert.Equal(t, 0, q.putters.Len())
 }

@@ -873,7 +873,7 @@ func (s *stress) timers(r *rand.Rand) {
 				if rk.IntN(2) == 0 {
 					d = Go(context.Background(), f)
 				} else {
-					d = Submit(pool, context.Background(), f)
+					d = Submit(context.Background(), pool, f)
 				}
 				cancel := blocks || rk.IntN(2) == 0
 				if cancel {
@@ -897,7 +897,7 @@ func (s *stress) timers(r *rand.Rand) {
 			case 0:
 				Go(context.Background(), fail)
 			case 1:
-				Submit(pool, context.Background(), fail)
+				Submit(context.Background(), pool, fail)
 			case 2: // through Then: reported by the new Deferred, not d
 				d := New[int]()
 				Then(d, func(v int) (string, error) { return "", nil })

@@ -1,6 +1,7 @@
 package deferred
 
 import (
+	"context"
 	"errors"
 	"runtime"
 	"strings"
@@ -496,4 +497,179 @@ func TestTimeoutFiringInsideTheWindowHoldsLaterStagesUntilCancelReturns(t *testi
 	require.True(t, fired)
 	require.Nil(t, f)
 	assert.Equal(t, 2, v)
+}
+
+// TestTimeoutFailureSaysWhatAndHowLong: the timeout's failure is a
+// *TimeoutError naming AddTimeout and its timeout, a timeout in Go's
+// vocabulary too (see vocabulary_test.go for every idiom).
+func TestTimeoutFailureSaysWhatAndHowLong(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		out := Capture(New[int]().AddTimeout(1500 * time.Millisecond))
+		time.Sleep(1500 * time.Millisecond)
+		synctest.Wait()
+		_, f := out.Now(t)
+		require.NotNil(t, f)
+		assert.EqualError(t, f, "deferred: AddTimeout: timed out after 1.5s")
+		var te *TimeoutError
+		require.ErrorAs(t, f, &te)
+		assert.Equal(t, TimeoutError{Op: "deferred: AddTimeout", After: 1500 * time.Millisecond}, *te)
+		assert.True(t, f.Timeout())
+		assert.ErrorIs(t, f, context.DeadlineExceeded)
+	})
+}
+
+// onTimeoutLog records AddTimeoutFunc's calls of its function.
+type onTimeoutLog struct {
+	mu    sync.Mutex
+	calls []*Failure
+}
+
+// fn returns an onTimeout function that records its failure and returns
+// (v, err).
+func (l *onTimeoutLog) fn(v int, err error) func(*Failure) (int, error) {
+	return func(f *Failure) (int, error) {
+		l.mu.Lock()
+		l.calls = append(l.calls, f)
+		l.mu.Unlock()
+		return v, err
+	}
+}
+
+func (l *onTimeoutLog) get() []*Failure {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]*Failure(nil), l.calls...)
+}
+
+func TestTimeoutFuncFallbackValueReplacesTheTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var log onTimeoutLog
+		d := New[int]()
+		require.Same(t, d, d.AddTimeoutFunc(5*time.Second, log.fn(42, nil)))
+		out := Capture(d)
+
+		time.Sleep(5*time.Second - time.Nanosecond)
+		synctest.Wait()
+		require.Empty(t, log.get(), "onTimeout called early")
+		fired, _, _ := out.Get()
+		require.False(t, fired)
+
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		calls := log.get()
+		require.Len(t, calls, 1)
+		f := calls[0]
+		assert.ErrorIs(t, f, ErrTimeout)
+		assert.ErrorIs(t, f, context.DeadlineExceeded)
+		assert.NotErrorIs(t, f, ErrCancelled)
+		assert.True(t, f.Timeout())
+		assert.EqualError(t, f, "deferred: AddTimeoutFunc: timed out after 5s")
+
+		v, f := out.Now(t)
+		assert.Nil(t, f)
+		assert.Equal(t, 42, v, "the fallback value replaced the timeout")
+	})
+}
+
+func TestTimeoutFuncErrorReplacesTheTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		errGaveUp := errors.New("gave up")
+		var log onTimeoutLog
+		out := Capture(New[int]().AddTimeoutFunc(time.Second, log.fn(0, errGaveUp)))
+		time.Sleep(time.Second)
+		synctest.Wait()
+		_, f := out.Now(t)
+		require.NotNil(t, f)
+		assert.ErrorIs(t, f, errGaveUp)
+		assert.NotErrorIs(t, f, ErrTimeout)
+		assert.False(t, f.Timeout())
+		assert.Len(t, log.get(), 1)
+	})
+}
+
+func TestTimeoutFuncPanicBecomesTheFailure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		out := Capture(New[int]().AddTimeoutFunc(time.Second, func(*Failure) (int, error) {
+			panic("no fallback")
+		}))
+		time.Sleep(time.Second)
+		synctest.Wait()
+		_, f := out.Now(t)
+		require.NotNil(t, f)
+		pv, ok := f.PanicValue()
+		assert.True(t, ok)
+		assert.Equal(t, "no fallback", pv)
+	})
+}
+
+// onTimeout decides about timeouts only: a result in time, or a result the
+// canceller gives, never reaches it, and passes as AddTimeout passes it.
+func TestTimeoutFuncIsCalledOnlyForATimeout(t *testing.T) {
+	errOwn := errors.New("producer's error")
+	for _, tc := range []struct {
+		name string
+		run  func(d *Deferred[int]) // before the timeout passes
+		d    func() *Deferred[int]
+		v    int
+		err  error // what the chain ends with, nil for v
+	}{
+		{"value in time", func(d *Deferred[int]) { _ = d.Callback(7) }, New[int], 7, nil},
+		{"failure in time", func(d *Deferred[int]) { _ = d.Errback(errOwn) }, New[int], 0, errOwn},
+		{"Cancel not by the timer", func(d *Deferred[int]) { d.Cancel() }, New[int], 0, ErrCancelled},
+		{"canceller's value", nil, func() *Deferred[int] {
+			return NewWithCanceller(func(d *Deferred[int]) { _ = d.Callback(3) })
+		}, 3, nil},
+		{"canceller's own failure", nil, func() *Deferred[int] {
+			return NewWithCanceller(func(d *Deferred[int]) { _ = d.Errback(errOwn) })
+		}, 0, errOwn},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var log onTimeoutLog
+				d := tc.d()
+				out := Capture(d.AddTimeoutFunc(time.Second, log.fn(-1, nil)))
+				if tc.run != nil {
+					time.Sleep(time.Second / 2)
+					tc.run(d)
+				}
+				time.Sleep(time.Second)
+				synctest.Wait()
+				assert.Empty(t, log.get(), "onTimeout called without a timeout")
+				v, f := out.Now(t)
+				if tc.err == nil {
+					assert.Nil(t, f)
+					assert.Equal(t, tc.v, v)
+					return
+				}
+				assert.ErrorIs(t, f, tc.err)
+				assert.NotErrorIs(t, f, ErrTimeout)
+			})
+		})
+	}
+}
+
+func TestTimeoutFuncZeroCallsOnTimeoutAtOnce(t *testing.T) {
+	var log onTimeoutLog
+	out := Capture(New[int]().AddTimeoutFunc(0, log.fn(9, nil)))
+	v, f := out.Now(t)
+	assert.Nil(t, f)
+	assert.Equal(t, 9, v)
+	require.Len(t, log.get(), 1)
+	assert.ErrorIs(t, log.get()[0], ErrTimeout)
+
+	// A Deferred already past the stage's point never times out.
+	v, f = Capture(Succeed(4).AddTimeoutFunc(0, log.fn(9, nil))).Now(t)
+	assert.Nil(t, f)
+	assert.Equal(t, 4, v)
+	assert.Len(t, log.get(), 1)
+}
+
+func TestTimeoutFuncMisusePanics(t *testing.T) {
+	fallback := func(*Failure) (int, error) { return 0, nil }
+	assert.PanicsWithValue(t, "deferred: AddTimeoutFunc called with a negative timeout (-1s)", func() {
+		New[int]().AddTimeoutFunc(-time.Second, fallback)
+	})
+	assert.PanicsWithValue(t, "deferred: AddTimeoutFunc called with a nil function", func() {
+		New[int]().AddTimeoutFunc(time.Second, nil)
+	})
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"time"
 
 	"github.com/deferred-go/deferred"
@@ -57,8 +58,9 @@ func ExampleStatusError() {
 	// fallback page <nil>
 }
 
-// A fetch that takes too long fails with an error matching
-// deferred.ErrTimeout; the request is aborted.
+// A fetch that takes too long fails as AddTimeout's Deferreds do: with an
+// error matching deferred.ErrTimeout and context.DeadlineExceeded, whose
+// Timeout method reports true. The request is aborted.
 func ExampleWithTimeout() {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		<-r.Context().Done() // never answers
@@ -67,8 +69,13 @@ func ExampleWithTimeout() {
 
 	d := web.GetPage(context.Background(), srv.URL, web.WithTimeout(50*time.Millisecond))
 	_, err := d.Await(context.Background())
-	fmt.Println(errors.Is(err, deferred.ErrTimeout), errors.Is(err, context.DeadlineExceeded))
-	// Output: true true
+	var te interface{ Timeout() bool }
+	fmt.Println(errors.Is(err, deferred.ErrTimeout), errors.Is(err, context.DeadlineExceeded),
+		errors.As(err, &te) && te.Timeout())
+	fmt.Println(strings.Replace(err.Error(), srv.URL, "http://server", 1))
+	// Output:
+	// true true true
+	// web: GET http://server: timed out after 50ms
 }
 
 // Cancelling the Deferred aborts the request.

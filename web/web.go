@@ -62,9 +62,11 @@ func WithClient(c *http.Client) Option {
 }
 
 // WithTimeout bounds the whole fetch, body included; when it passes first,
-// the request is aborted and the Deferred fails with an error matching both
-// deferred.ErrTimeout and context.DeadlineExceeded. It panics if d is not
-// positive.
+// the request is aborted and the Deferred fails as a Deferred that
+// AddTimeout timed out does: with a *deferred.TimeoutError, which matches
+// deferred.ErrTimeout and context.DeadlineExceeded and says
+// "web: GET <url>: timed out after <d>"; the failure's Timeout method
+// reports true. It panics if d is not positive.
 func WithTimeout(d time.Duration) Option {
 	if d <= 0 {
 		panic(fmt.Sprintf("web: WithTimeout called with a non-positive duration %v", d))
@@ -97,13 +99,16 @@ func WithHeader(key, value string) Option {
 // response body, on the request's goroutine. It fails with a *StatusError
 // for a non-2xx status (after the client has followed redirects), with the
 // client's error when the request cannot be made (a bad URL, a refused
-// connection), with ErrBodyTooLarge past the size limit, and with an error
-// matching deferred.ErrTimeout past WithTimeout's limit. ctx bounds the
-// request as well: when it ends first, the Deferred fails with an error
-// matching ctx.Err().
+// connection), with ErrBodyTooLarge past the size limit, and with a
+// *deferred.TimeoutError matching deferred.ErrTimeout past WithTimeout's
+// limit. ctx bounds the request as well: when it ends first, the Deferred
+// fails with the client's error, which matches ctx.Err() (and not
+// deferred.ErrCancelled or deferred.ErrTimeout: the caller's context, not
+// the Deferred, ended).
 //
 // Cancelling the Deferred before it fires aborts the request: the Deferred
-// fails with deferred.ErrCancelled at once and the request's goroutine ends
+// fails with deferred.ErrCancelled (which matches context.Canceled) at once
+// and the request's goroutine ends
 // soon after. A bad URL fails the Deferred before GetPage returns. GetPage
 // panics if ctx or one of opts is nil.
 func GetPage(ctx context.Context, url string, opts ...Option) *deferred.Deferred[[]byte] {
@@ -157,10 +162,9 @@ func fetch(ctx context.Context, cfg config, req *http.Request) ([]byte, error) {
 	if cfg.timeout <= 0 {
 		return do(cfg, req)
 	}
-	// net/http reports the cause of a context's end, so the cause carries
-	// both errors a caller may test for.
-	timedOut := fmt.Errorf("web: GET %s: %w after %v (%w)",
-		req.URL.Redacted(), deferred.ErrTimeout, cfg.timeout, context.DeadlineExceeded)
+	// AddTimeout's error, so that both timeouts read alike; it is also the
+	// cause of the context's end, which net/http may report.
+	timedOut := &deferred.TimeoutError{Op: "web: GET " + req.URL.Redacted(), After: cfg.timeout}
 	ctx, cancel := context.WithTimeoutCause(ctx, cfg.timeout, timedOut)
 	defer cancel()
 	body, err := do(cfg, req.WithContext(ctx))

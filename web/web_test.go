@@ -246,7 +246,13 @@ func TestGetPageTimeout(t *testing.T) {
 				assert.ErrorIs(t, err, deferred.ErrTimeout)
 				assert.ErrorIs(t, err, context.DeadlineExceeded)
 				assert.NotErrorIs(t, err, deferred.ErrCancelled)
-				assert.EqualError(t, err, "web: GET http://pipe/page: deferred: timed out after 50ms (context deadline exceeded)")
+				assert.EqualError(t, err, "web: GET http://pipe/page: timed out after 50ms")
+				// AddTimeout's error: the same type, and a timeout to net/http's idioms.
+				var te *deferred.TimeoutError
+				require.ErrorAs(t, err, &te)
+				assert.Equal(t, deferred.TimeoutError{Op: "web: GET http://pipe/page", After: 50 * time.Millisecond}, *te)
+				timeout, ok := err.(interface{ Timeout() bool })
+				assert.True(t, ok && timeout.Timeout(), "the *Failure Await returns is a timeout")
 				<-ended // the server sees the request end; a bug here is a deadlock synctest reports
 			})
 		})

@@ -135,7 +135,7 @@ func TestFetcher(t *testing.T, p Fetcher) {
 		{"a refused connection", []string{refused},
 			Result{1, "", "{name}: Get \"{url}\": dial tcp {addr}: connect: connection refused\n"}},
 		{"a server that never answers", []string{"-timeout", "50ms", srv.URL + "/silent"},
-			Result{1, "", "{name}: web: GET {url}: deferred: timed out after 50ms (context deadline exceeded)\n"}},
+			Result{1, "", "{name}: web: GET {url}: timed out after 50ms\n"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := p.run(context.Background(), tc.args...)
