@@ -22,11 +22,17 @@ func (d *Deferred[T]) String() string {
 	d.mu.Lock()
 	fired, waiting, paused := d.is(called), unsafe.Pointer(d.waitingLocked()), d.paused.Load() > 0
 	v, f := d.value, d.failure
+	waitsOn := ""
+	if d.x != nil && d.x.rare != nil {
+		waitsOn = d.x.rare.waitsOn
+	}
 	d.mu.Unlock()
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "<Deferred[%s] at %p", typeName[T](), d)
 	switch {
+	case !fired && waitsOn != "":
+		b.WriteString(" " + waitsOn) // Chain's target, say
 	case !fired:
 		b.WriteString(" pending")
 	case waiting != nil:
@@ -57,7 +63,10 @@ type debugInfo struct {
 // now on, of where it was created and where it first fired. ErrAlreadyCalled
 // errors then show both, which finds the second producer quickly. It costs a
 // stack capture per Deferred, so it is off by default.
-func SetDebugging(on bool) { debugging.Store(on) }
+func SetDebugging(on bool) {
+	debugging.Store(on)
+	updateTracking()
+}
 
 func stackString(skip int) string {
 	var b strings.Builder

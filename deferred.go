@@ -125,8 +125,11 @@ type extra[T any] struct {
 // rareExtra holds what only Deferreds made with SetDebugging(true), or
 // asked for Done before they held a result, need.
 type rareExtra struct {
-	debug *debugInfo    // with SetDebugging(true)
-	done  chan struct{} // Done's channel, until d holds its result
+	debug   *debugInfo      // with SetDebugging(true)
+	done    chan struct{}   // Done's channel, until d holds its result
+	pending *pending        // tracked (pending.go), until d fires
+	lost    runtime.Cleanup // reports d if it is collected before it fires
+	waitsOn string          // "waiting on …": the Deferred that fires d, for String
 }
 
 // rareLocked returns d's rare fields, making them on first use. (d.mu is
@@ -172,8 +175,19 @@ func (d *Deferred[T]) debug() *debugInfo {
 // Callback or Errback.
 func New[T any]() *Deferred[T] {
 	d := new(Deferred[T])
+	if tracking.Load() {
+		d.track(2)
+	}
+	return d
+}
+
+// newFired returns a new Deferred for Succeed, Fail and Maybe, which fire
+// it at once: it is never pending, so it is not tracked, but SetDebugging
+// records where it was created.
+func newFired[T any]() *Deferred[T] {
+	d := new(Deferred[T])
 	if debugging.Load() {
-		d.rareLocked().debug = &debugInfo{created: stackString(3)}
+		d.rareLocked().debug = &debugInfo{created: stackString(4)}
 	}
 	return d
 }
@@ -184,14 +198,17 @@ func New[T any]() *Deferred[T] {
 // not, Cancel fails the Deferred with ErrCancelled. The Deferred drops the
 // canceller when it fires. A nil canceller is the same as New.
 func NewWithCanceller[T any](canceller func(*Deferred[T])) *Deferred[T] {
-	d := New[T]()
+	d := new(Deferred[T])
+	if tracking.Load() {
+		d.track(2)
+	}
 	d.aux = funcPtr(canceller)
 	return d
 }
 
 // Succeed returns a Deferred already fired with v.
 func Succeed[T any](v T) *Deferred[T] {
-	d := New[T]()
+	d := newFired[T]()
 	d.flags, d.value = called, v
 	return d
 }
@@ -200,7 +217,7 @@ func Succeed[T any](v T) *Deferred[T] {
 // unless it is one). A nil err fails with ErrNilError, and so does a nil
 // *Failure.
 func Fail[T any](err error) *Deferred[T] {
-	d := New[T]()
+	d := newFired[T]()
 	d.flags, d.failure = called, errbackFailure(err)
 	d.armCleanupLocked()
 	return d
@@ -214,7 +231,7 @@ func Maybe[T any](f func() (T, error)) *Deferred[T] {
 	if f == nil {
 		panic("deferred: Maybe called with a nil function")
 	}
-	d := New[T]()
+	d := newFired[T]()
 	v, fl := callRecovering(f)
 	d.flags, d.value, d.failure = called, v, fl
 	if fl != nil {
@@ -301,6 +318,9 @@ func (d *Deferred[T]) noteFiringLocked(skip int) {
 	}
 	if dbg := d.debug(); dbg != nil {
 		dbg.fired = stackString(skip + 1)
+	}
+	if d.x != nil && d.x.rare != nil {
+		d.untrackLocked()
 	}
 }
 

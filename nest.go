@@ -38,7 +38,11 @@ func (d *Deferred[T]) Chain(other *Deferred[T]) *Deferred[T] {
 	if other == d {
 		panic("deferred: Chain called with the Deferred itself")
 	}
-	return d.add(stage[T]{p: unsafe.Pointer(other), k: kindChain}, "Chain")
+	d.add(stage[T]{p: unsafe.Pointer(other), k: kindChain}, "Chain")
+	if !other.Called() {
+		other.fedBy(d, "Chain") // for String, as Twisted's repr says it
+	}
+	return d
 }
 
 // fireByLibrary fires d with (v, f) on behalf of the library (Chain, Then)

@@ -103,7 +103,11 @@ func (d *Deferred[T]) noteDoneLocked() {
 // Observe panics if d's chain was handed over by Then or ThenDeferred.
 func (d *Deferred[T]) Observe() *Deferred[T] {
 	mustNotBeNil(d, "Observe")
-	b := New[T]()
+	b := new(Deferred[T])
+	if tracking.Load() {
+		b.track(2)
+		b.fedBy(d, "Observe")
+	}
 	b.aux = funcPtr(func(b *Deferred[T]) { d.detach(b) }) // b's canceller
 	d.add(stage[T]{p: unsafe.Pointer(b), k: kindBranch}, "Observe")
 	return b

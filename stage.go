@@ -93,6 +93,9 @@ const inlineStages = 3
 // inline.)
 func (d *Deferred[T]) pushLocked(st stage[T]) {
 	if d.n < inlineStages {
+		if d.n == 0 && d.x != nil {
+			d.notePendingStageLocked()
+		}
 		d.inline[d.n], d.kinds[d.n] = st.p, st.k
 		d.n++
 	} else {
@@ -302,6 +305,9 @@ func (d *Deferred[T]) add(st stage[T], method string) *Deferred[T] {
 		if n := d.n; n < inlineStages { // pushLocked, by hand
 			d.inline[n], d.kinds[n] = st.p, st.k
 			d.n = n + 1
+			if n == 0 && d.x != nil {
+				d.notePendingStageLocked()
+			}
 		} else {
 			d.spillLocked(st)
 		}

@@ -26,6 +26,9 @@ func Then[T, U any](d *Deferred[T], cb func(T) (U, error)) *Deferred[U] {
 	}
 	l := &thenLink[T, U]{cb: cb}
 	l.init(d, l)
+	if tracking.Load() {
+		l.u.fedBy(d, "Then")
+	}
 	d.handOver("Then", &l.target)
 	return &l.u
 }
@@ -44,6 +47,9 @@ func ThenDeferred[T, U any](d *Deferred[T], cb func(T) *Deferred[U]) *Deferred[U
 	}
 	l := &thenDeferredLink[T, U]{cb: cb}
 	l.init(d, l)
+	if tracking.Load() {
+		l.u.fedBy(d, "ThenDeferred")
+	}
 	d.handOver("ThenDeferred", &l.target)
 	return &l.u
 }
@@ -68,8 +74,8 @@ type thenBase[T, U any] struct {
 // init ties u to d, t being the link that embeds b. What New does for a
 // Deferred it makes is done here for u.
 func (b *thenBase[T, U]) init(d *Deferred[T], t thenTarget[T]) {
-	if debugging.Load() {
-		b.u.rareLocked().debug = &debugInfo{created: stackString(4)}
+	if tracking.Load() {
+		b.u.track(3)
 	}
 	b.target, b.up = t, d
 	b.u.aux = unsafe.Pointer(&b.up) // see cancelsSource

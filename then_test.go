@@ -456,10 +456,12 @@ func TestThenDebuggingNamesTheCallerAsCreationSite(t *testing.T) {
 	SetDebugging(true)
 	t.Cleanup(func() { SetDebugging(false) })
 
+	src1, src2 := New[int](), New[int]()
+	defer func() { _, _ = src1.Callback(0), src2.Callback(0) }() // tracked: not lost
 	created := coreNextLine()
-	u := Then(New[int](), func(v int) (string, error) { return "", nil })
+	u := Then(src1, func(v int) (string, error) { return "", nil })
 	createdDeferred := coreNextLine()
-	w := ThenDeferred(New[int](), func(v int) *Deferred[string] { return Succeed("") })
+	w := ThenDeferred(src2, func(v int) *Deferred[string] { return Succeed("") })
 
 	for _, c := range []struct {
 		d    *Deferred[string]
