@@ -106,7 +106,7 @@ func newPool(n, backlog int) *Pool {
 func Submit[T any](ctx context.Context, p *Pool, f func(context.Context) (T, error)) *Deferred[T] {
 	j, d := newPoolJob(ctx, p, f, "Submit")
 	p.mu.Lock()
-	if p.admits.Len() > 0 || !p.admitLocked(j) {
+	if !p.admitLocked(j) {
 		p.mu.Unlock()
 		j.cancel()
 		return Fail[T](ErrPoolFull)
@@ -136,7 +136,7 @@ func SubmitWait[T any](ctx context.Context, p *Pool, f func(context.Context) (T,
 	j, d := newPoolJob(ctx, p, f, "SubmitWait")
 	p.mu.Lock()
 	p.active++
-	if p.admits.Len() == 0 && p.admitLocked(j) {
+	if p.admitLocked(j) {
 		p.mu.Unlock()
 		return Succeed(d)
 	}
@@ -213,8 +213,10 @@ func newPoolJob[T any](ctx context.Context, p *Pool, f func(context.Context) (T,
 }
 
 // admitLocked starts j if a slot is free and no job is queued, or queues j
-// if the backlog has room, and reports whether it did either. p.mu is
-// held.
+// if the backlog has room, and reports whether it did either. It never lets
+// j ahead of a waiting SubmitWait: those wait only while there is no room,
+// for admitWaitingLocked fills room under p.mu as soon as it appears. p.mu
+// is held.
 func (p *Pool) admitLocked(j *poolJob) bool {
 	switch {
 	case p.running < p.limit && p.queue.Len() == 0:

@@ -495,6 +495,32 @@ func TestQueuePutWaitRoomFromAWaitingGetsHandOff(t *testing.T) {
 	assert.Equal(t, 0, q.Len())
 }
 
+// TestQueuePutDoesNotGoAheadOfPutWaitInAHandOff: while a hand-off loop runs
+// a callback, a Get there makes room that the loop gives to the waiting
+// PutWait only after the callback; a Put or a later PutWait in that
+// callback must not take it.
+func TestQueuePutDoesNotGoAheadOfPutWaitInAHandOff(t *testing.T) {
+	q := NewQueue[int](1, 0)
+	require.NoError(t, q.Put(1))
+	var putInside error
+	var p8 *Captured[struct{}]
+	q.PutWait(2).AddCallback(func(struct{}) (struct{}, error) {
+		assert.Equal(t, 2, Capture(q.Get()).Value) // room, with 3 waiting
+		putInside = q.Put(9)
+		p8 = Capture(q.PutWait(8))
+		assert.False(t, p8.Fired, "a later PutWait took the room of a waiting one")
+		return struct{}{}, nil
+	})
+	p3 := Capture(q.PutWait(3))
+	assert.Equal(t, 1, Capture(q.Get()).Value) // starts the hand-off: 2 goes in
+	assert.ErrorIs(t, putInside, ErrQueueFull, "Put took the room of a waiting PutWait")
+	require.True(t, p3.Fired)
+	assert.Equal(t, 3, Capture(q.Get()).Value)
+	assert.True(t, p8.Fired)
+	assert.Equal(t, 8, Capture(q.Get()).Value)
+	assert.False(t, Capture(q.Get()).Fired)
+}
+
 func TestQueuePutWaitCancelWithdrawsTheValue(t *testing.T) {
 	q := NewQueue[int](1, 0)
 	require.NoError(t, q.Put(0))
