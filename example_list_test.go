@@ -69,3 +69,27 @@ func ExampleRace() {
 	// slow replica cancelled
 	// input 1 won: pong
 }
+
+// GatherFailFast stops the work still in flight as soon as one input
+// fails: errgroup's rule, without a goroutine.
+func ExampleGatherFailFast() {
+	fetch := func(name string) *deferred.Deferred[string] {
+		return deferred.NewWithCanceller(func(*deferred.Deferred[string]) {
+			fmt.Println("stopped", name)
+		})
+	}
+	a, b, c := fetch("a"), fetch("b"), fetch("c")
+	deferred.GatherFailFast(a, b, c).AddErrback(func(f *deferred.Failure) ([]string, error) {
+		var first *deferred.FirstError
+		if errors.As(f, &first) {
+			fmt.Printf("input %d failed first: %v\n", first.Index, first.Failure)
+		}
+		return nil, nil
+	})
+
+	_ = a.Callback("a.txt") // settled: left alone
+	_ = b.Errback(errors.New("permission denied"))
+	// Output:
+	// stopped c
+	// input 1 failed first: permission denied
+}

@@ -1,8 +1,8 @@
 package deferred
 
-// This file owns the fan-in that List, Gather and Race share: the inputs,
-// finding repeated ones, the stage each input gets, and starting and
-// cancelling them.
+// This file owns the fan-in that List, Gather, GatherFailFast and Race
+// share: the inputs, finding repeated ones, the stage each input gets, and
+// starting and cancelling them.
 
 import (
 	"fmt"

@@ -6,10 +6,11 @@ import (
 	"sync/atomic"
 )
 
-// This file holds the combinators over many Deferreds: List, Gather and Race.
-// Each adds one stage to every distinct input and counts the inputs still
-// pending with an atomic counter; whichever stage settles the outcome fires
-// the combined Deferred. Nothing waits and nothing recurses per input.
+// This file holds the combinators over many Deferreds: List, Gather,
+// GatherFailFast and Race. Each adds one stage to every distinct input and
+// counts the inputs still pending with an atomic counter; whichever stage
+// settles the outcome fires the combined Deferred. Nothing waits and
+// nothing recurses per input.
 
 // Outcome is how one input of List settled: with Value, when Failure is
 // nil, or with Failure (Value is then the zero value).
@@ -119,8 +120,8 @@ func (l *listing[T]) fire() {
 //
 // After a failure, Gather leaves the other inputs running (as Twisted does):
 // they may be shared with other code, and cancelling is the caller's call
-// — cancel them from an errback if their work is no longer wanted. Their
-// later failures are consumed too.
+// — use GatherFailFast if their work is no longer wanted. Their later
+// failures are consumed too.
 //
 // Repeated inputs, fired inputs and no inputs are handled as by List.
 // Cancelling the returned Deferred before it fires cancels every input that
@@ -129,22 +130,49 @@ func (l *listing[T]) fire() {
 //
 // Gather never blocks, and panics on a bad input as List does.
 func Gather[T any](ds ...*Deferred[T]) *Deferred[[]T] {
+	return gather("Gather", false, ds)
+}
+
+// GatherFailFast is Gather, except that its first failure cancels every
+// input that has not settled yet, before GatherFailFast fails with the
+// *FirstError: errgroup's and conc's rule, for inputs whose work is not
+// wanted once one of them has failed. An input has settled once its chain
+// has reached GatherFailFast's stage; one that has not (pending, paused, or
+// waiting for a Deferred an earlier stage returned) is cancelled, and its
+// cancellation failure is consumed like any later failure, never reported
+// as unhandled. Inputs that settled before the failure are not touched.
+//
+// Do not give GatherFailFast a Deferred that other code shares and still
+// needs: it would be cancelled too. Give it an Observe branch of that
+// Deferred instead, whose cancellation leaves the Deferred alone.
+//
+// Repeated inputs, fired inputs, no inputs and cancelling the returned
+// Deferred are handled as by Gather. GatherFailFast never blocks, and
+// panics on a bad input as List does.
+func GatherFailFast[T any](ds ...*Deferred[T]) *Deferred[[]T] {
+	return gather("GatherFailFast", true, ds)
+}
+
+// gather is Gather, or GatherFailFast when failFast is set; fn names it in
+// panics.
+func gather[T any](fn string, failFast bool, ds []*Deferred[T]) *Deferred[[]T] {
 	if len(ds) == 0 {
 		return Succeed([]T{})
 	}
-	g := &gathering[T]{values: make([]T, len(ds))}
-	g.init("Gather", ds)
+	g := &gathering[T]{values: make([]T, len(ds)), failFast: failFast}
+	g.init(fn, ds)
 	g.d = NewWithCanceller(func(*Deferred[[]T]) { g.cancel() })
-	g.attach("Gather", g)
+	g.attach(fn, g)
 	return g.d
 }
 
 type gathering[T any] struct {
 	fanIn[T]
-	d      *Deferred[[]T]
-	values []T
-	failed atomic.Bool
-	first  *FirstError // set by the failure that set failed
+	d        *Deferred[[]T]
+	values   []T
+	failFast bool // GatherFailFast: the first failure cancels the pending inputs
+	failed   atomic.Bool
+	first    *FirstError // set by the failure that set failed
 }
 
 func (g *gathering[T]) record(i int, v T, f *Failure) (T, *Failure, bool) {
@@ -165,6 +193,12 @@ func (g *gathering[T]) record(i int, v T, f *Failure) (T, *Failure, bool) {
 
 func (g *gathering[T]) fire() {
 	if g.first != nil {
+		if g.failFast {
+			// The failed input's stage has run: cancel passes it by, and
+			// the others' cancellations come back to record as failures
+			// after the first, which it consumes.
+			g.cancel()
+		}
 		_ = g.d.Errback(g.first)
 		return
 	}

@@ -636,6 +636,220 @@ func TestGatherFirstErrorWithoutFailure(t *testing.T) {
 	assert.Equal(t, "deferred: input 2 failed", fe.Error())
 }
 
+// GatherFailFast
+
+// The first failure cancels every input still pending, before the
+// combined Deferred's chain runs; the input that settled is not touched.
+func TestGatherFailFastCancelsPendingInputsOnFirstFailure(t *testing.T) {
+	var na, nb, nc, nd int
+	a, b, c, d := listCancellable(&na), listCancellable(&nb), listCancellable(&nc), listCancellable(&nd)
+	g := GatherFailFast(a, b, c, d)
+	require.NoError(t, a.Callback(1))
+	var cancelledFirst bool
+	g.AddErrback(func(f *Failure) ([]int, error) {
+		cancelledFirst = c.Called() && d.Called()
+		return nil, f
+	})
+	require.NoError(t, b.Errback(errListB))
+
+	assert.True(t, cancelledFirst, "GatherFailFast fired before cancelling the pending inputs")
+	assert.Zero(t, na, "an input that had settled was cancelled")
+	assert.Zero(t, nb, "the failed input was cancelled")
+	assert.Equal(t, 1, nc)
+	assert.Equal(t, 1, nd)
+	_, f := Capture(g).Now(t)
+	var fe *FirstError
+	require.ErrorAs(t, f, &fe)
+	assert.Equal(t, 1, fe.Index)
+	assert.ErrorIs(t, f, errListB)
+	assert.NotErrorIs(t, f, ErrCancelled, "a cancellation took the failed input's place")
+
+	// Each input goes on past GatherFailFast's stage: a with its value,
+	// the cancelled ones with their failure consumed.
+	v, f := Capture(a).Now(t)
+	assert.Equal(t, 1, v)
+	assert.Nil(t, f)
+	for _, x := range []*Deferred[int]{b, c, d} {
+		v, f := Capture(x).Now(t)
+		assert.Zero(t, v)
+		assert.Nil(t, f, "GatherFailFast must consume its inputs' failures")
+	}
+}
+
+// Gather, by contrast, cancels nothing on a failure.
+func TestGatherFailFastOnlyCancelsWithFailFast(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		gather func(...*Deferred[int]) *Deferred[[]int]
+		want   int
+	}{{"Gather", Gather[int], 0}, {"GatherFailFast", GatherFailFast[int], 1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var n int
+			a, b := New[int](), listCancellable(&n)
+			g := tc.gather(a, b)
+			require.NoError(t, a.Errback(errListA))
+			assert.Equal(t, tc.want, n)
+			_, f := Capture(g).Now(t)
+			assert.ErrorIs(t, f, errListA)
+		})
+	}
+}
+
+// Inputs that fired before the call count as settled; a failed one among
+// them fails GatherFailFast at once and cancels the pending ones, wherever
+// they stand in ds.
+func TestGatherFailFastAlreadyFiredInputs(t *testing.T) {
+	var na, nb int
+	a, b := listCancellable(&na), listCancellable(&nb)
+	ok := Succeed(5)
+	g := GatherFailFast(a, ok, Fail[int](errListA), b)
+	require.True(t, g.Called(), "GatherFailFast had a failed input: it must fail before returning")
+	assert.Equal(t, 1, na, "a pending input before the failed one was not cancelled")
+	assert.Equal(t, 1, nb, "a pending input after the failed one was not cancelled")
+	_, f := Capture(g).Now(t)
+	var fe *FirstError
+	require.ErrorAs(t, f, &fe)
+	assert.Equal(t, 2, fe.Index)
+	v, f := Capture(ok).Now(t)
+	assert.Equal(t, 5, v, "an input that had fired was touched")
+	assert.Nil(t, f)
+
+	g = GatherFailFast(Succeed(1), Succeed(2))
+	v2, f := Capture(g).Now(t)
+	require.Nil(t, f)
+	assert.Equal(t, []int{1, 2}, v2)
+
+	g = GatherFailFast[int]()
+	v2, f = Capture(g).Now(t)
+	require.Nil(t, f)
+	assert.NotNil(t, v2)
+	assert.Empty(t, v2)
+}
+
+// An input that has fired but whose chain waits, before GatherFailFast's
+// stage, for a Deferred an earlier stage returned has not settled: Cancel
+// cancels what it waits for.
+func TestGatherFailFastCancelsWhatAnInputWaitsFor(t *testing.T) {
+	var n int
+	inner := listCancellable(&n)
+	a := Succeed(1).AddCallbackDeferred(func(int) *Deferred[int] { return inner })
+	b := New[int]()
+	g := GatherFailFast(a, b)
+	require.NoError(t, b.Errback(errListB))
+	assert.Equal(t, 1, n, "the Deferred the input waits for was not cancelled")
+	_, f := Capture(g).Now(t)
+	assert.ErrorIs(t, f, errListB)
+	_, f = Capture(a).Now(t)
+	assert.Nil(t, f, "the input's cancellation was not consumed")
+}
+
+// Cancelling GatherFailFast itself is cancelling Gather: every pending input
+// is cancelled, once, and it fails with the first cancellation.
+func TestGatherFailFastCancel(t *testing.T) {
+	var na, nb, nc int
+	a, b, c := listCancellable(&na), listCancellable(&nb), listCancellable(&nc)
+	g := GatherFailFast(a, b, c)
+	require.NoError(t, a.Callback(1))
+	g.Cancel()
+	assert.Zero(t, na, "a had settled")
+	assert.Equal(t, 1, nb)
+	assert.Equal(t, 1, nc, "an input was cancelled twice, or not at all")
+	_, f := Capture(g).Now(t)
+	var fe *FirstError
+	require.ErrorAs(t, f, &fe)
+	assert.Equal(t, 1, fe.Index)
+	assert.ErrorIs(t, f, ErrCancelled)
+}
+
+func TestGatherFailFastRepeatedInput(t *testing.T) {
+	var n int
+	a, b := New[int](), listCancellable(&n)
+	g := GatherFailFast(b, a, b, a)
+	require.NoError(t, a.Errback(errListA))
+	assert.Equal(t, 1, n, "a repeated input is cancelled once")
+	_, f := Capture(g).Now(t)
+	var fe *FirstError
+	require.ErrorAs(t, f, &fe)
+	assert.Equal(t, 1, fe.Index, "the failure is reported at the input's first position")
+}
+
+func TestGatherFailFastBadInputPanics(t *testing.T) {
+	a := New[int]()
+	require.PanicsWithValue(t, "deferred: GatherFailFast: input 1 is nil", func() { GatherFailFast(a, nil) })
+	require.NoError(t, a.Callback(1))
+	assert.Zero(t, queuedStages(a), "the input got a stage from a call that panicked")
+
+	var n int
+	b, handed := listCancellable(&n), New[int]()
+	Then(handed, func(v int) (int, error) { return v, nil })
+	require.PanicsWithValue(t,
+		"deferred: GatherFailFast: input 1 was handed over by Then or ThenDeferred; pass the Deferred that Then returned",
+		func() { GatherFailFast(b, handed) })
+	require.NoError(t, b.Errback(errListA))
+	assert.Zero(t, n)
+	_, f := Capture(b).Now(t)
+	assert.ErrorIs(t, f, errListA, "the input's result was changed by a call that panicked")
+}
+
+// Unhandled failures as for Gather: GatherFailFast's own failure is
+// reported once if nobody handles it; the inputs' later failures and the
+// cancellations it caused are consumed.
+func TestGatherFailFastReportsOnlyItsOwnFailure(t *testing.T) {
+	w := listWatchUnhandled(t)
+	func() {
+		a, b, c := New[int](), New[int](), New[int]()
+		GatherFailFast(a, b, c).AddCallback(func(v []int) ([]int, error) { return v, nil })
+		require.NoError(t, a.Errback(errListA))
+		require.True(t, b.Called() && c.Called(), "the pending inputs were not cancelled")
+	}()
+	func() {
+		// A canceller that fails its input with an error of its own.
+		a := New[int]()
+		b := NewWithCanceller(func(d *Deferred[int]) { _ = d.Errback(errListC) })
+		GatherFailFast(a, b).AddErrback(func(*Failure) ([]int, error) { return nil, nil })
+		require.NoError(t, a.Errback(errListB))
+	}()
+	w.collect(t)
+	assert.Equal(t, 1, w.count(errListA), "GatherFailFast's failure must be reported once")
+	assert.Zero(t, w.count(ErrCancelled), "a cancelled input's failure was reported")
+	assert.Zero(t, w.count(errListB), "a handled failure was reported")
+	assert.Zero(t, w.count(errListC), "a cancelled input's failure was reported")
+}
+
+// Inputs settling on many goroutines: whichever failure wins, every input
+// either settled or was cancelled, and none is left pending.
+func TestGatherFailFastConcurrentFiring(t *testing.T) {
+	const n = 200
+	ds := make([]*Deferred[int], n)
+	for i := range ds {
+		ds[i] = New[int]()
+	}
+	g := GatherFailFast(ds...)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, d := range ds[:n/2] {
+		wg.Go(func() {
+			<-start
+			if i%4 == 1 {
+				assert.NoError(t, d.Errback(fmt.Errorf("input %d: %w", i, errListA)))
+			} else {
+				assert.NoError(t, d.Callback(i))
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	_, f := Capture(g).Now(t)
+	var fe *FirstError
+	require.ErrorAs(t, f, &fe)
+	require.Equal(t, 1, fe.Index%4)
+	for i, d := range ds[n/2:] {
+		require.True(t, d.Called(), "input %d was left pending", n/2+i)
+		_, f := Capture(d).Now(t)
+		require.Nil(t, f, "input %d's cancellation was not consumed", n/2+i)
+	}
+}
+
 // Race
 
 func TestRaceFirstSuccessWinsAndTheRestAreCancelledFirst(t *testing.T) {
