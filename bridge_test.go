@@ -580,3 +580,68 @@ func TestAsCompletedMisuse(t *testing.T) {
 	assert.PanicsWithValue(t, "deferred: AsCompleted called with a nil context.Context", func() { AsCompleted(nilCtx, a) })
 	assert.Zero(t, queuedStages(a))
 }
+
+// ctx ending while the producers fire on other goroutines: each Deferred
+// ends with its value or with ctx's cancellation, never both, never none.
+func TestCancelWhenRacesWithProducers(t *testing.T) {
+	const n = 200
+	ctx, cancel := context.WithCancel(t.Context())
+	ds := make([]*Deferred[int], n)
+	caps := make([]*Captured[int], n)
+	for i := range ds {
+		ds[i] = New[int]().CancelWhen(ctx)
+		caps[i] = Capture(ds[i])
+	}
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, d := range ds {
+		wg.Go(func() {
+			<-start
+			assert.NoError(t, d.Callback(i))
+		})
+	}
+	wg.Go(func() {
+		<-start
+		cancel()
+	})
+	close(start)
+	wg.Wait()
+	for i, c := range caps {
+		v, f := c.Wait(t)
+		if f != nil {
+			require.ErrorIs(t, f, ErrCancelled, "input %d", i)
+			require.ErrorIs(t, f, context.Canceled, "input %d", i)
+			continue
+		}
+		require.Equal(t, i, v)
+	}
+}
+
+// Inputs firing on other goroutines while the loop breaks: once they have
+// all fired, no branch's stage is left on any of them, and no branch's
+// cancellation is reported.
+func TestAsCompletedBreakWhileInputsFire(t *testing.T) {
+	w := listWatchUnhandled(t)
+	const n = 100
+	ds := make([]*Deferred[int], n)
+	for i := range ds {
+		ds[i] = New[int]()
+	}
+	var wg sync.WaitGroup
+	for i, d := range ds {
+		wg.Go(func() { assert.NoError(t, d.Callback(i)) })
+	}
+	for i, o := range AsCompleted(t.Context(), ds...) {
+		assert.Equal(t, i, o.Value)
+		break
+	}
+	wg.Wait()
+	for i, d := range ds {
+		require.Zero(t, queuedStages(d), "a branch's stage was left on input %d", i)
+		v, f := Capture(d).Now(t)
+		require.Nil(t, f)
+		require.Equal(t, i, v, "input %d's chain was changed", i)
+	}
+	w.collect(t)
+	assert.Zero(t, w.count(ErrCancelled))
+}
