@@ -81,6 +81,7 @@ func (d *Deferred[T]) runStages(b *batch[T]) {
 		if !b.returned {
 			if p := recover(); p != nil {
 				b.v, b.f = zeroOf[T](), panicFailure(p)
+				b.f.stage = d.panickedStage(b)
 				b.stopped = d.paused.Load() != 0
 			} else {
 				d.goOnAfterGoexit(b)
@@ -101,7 +102,7 @@ func (d *Deferred[T]) runStages(b *batch[T]) {
 			// The common stage, called here rather than through callStage.
 			nv, err := ptrFunc[callbackFn[T]](st.p)(v)
 			if err != nil {
-				v, f = stageFailed[T](nv, err)
+				v, f = stageFailed[T](nv, err, entry(st.p))
 			} else {
 				v = nv
 			}
@@ -111,7 +112,7 @@ func (d *Deferred[T]) runStages(b *batch[T]) {
 			nv, err := ptrFunc[errbackFn[T]](st.p)(f)
 			var nf *Failure
 			if err != nil {
-				nv, nf = stageFailed[T](nv, err)
+				nv, nf = stageFailed[T](nv, err, entry(st.p))
 			}
 			markHandledIfReplaced(f, nf)
 			v, f = nv, nf
@@ -141,4 +142,21 @@ func (d *Deferred[T]) runStages(b *batch[T]) {
 		}
 	}
 	b.i, b.v, b.f, b.returned = i, v, f, true
+}
+
+// panickedStage returns the entry PC of the function of the stage of b
+// that panicked, the one before b.i, or 0 for AddCallbacks' pair, whose
+// half that ran is not known then.
+func (d *Deferred[T]) panickedStage(b *batch[T]) uintptr {
+	i := b.i - 1
+	var st stage[T]
+	if i < inlineStages {
+		st = stage[T]{p: d.inline[i], k: d.kinds[i]}
+	} else {
+		st = b.spill[i-inlineStages]
+	}
+	if st.k == kindPair || st.p == nil {
+		return 0
+	}
+	return entry(st.p)
 }

@@ -1,5 +1,7 @@
 package deferred
 
+import "unsafe"
+
 // This file owns calling a stage's user code: the dispatch on the stage's
 // kind, the result of a returned error, and the recovers that turn a panic
 // into a Failure.
@@ -46,7 +48,7 @@ func callStage[T any](st stage[T], v T, f *Failure) (rv T, rf *Failure, inner *D
 		}
 	}
 	if err != nil {
-		rv, rf = stageFailed[T](rv, err)
+		rv, rf = stageFailed[T](rv, err, stageEntry(st, f))
 		if rf != nil {
 			inner = nil
 		}
@@ -81,7 +83,7 @@ func callPlainRecovering[T any](st stage[T], v T, f *Failure) (rv T, rf *Failure
 	if st.k == kindCallback && f == nil {
 		nv, err := ptrFunc[callbackFn[T]](st.p)(v)
 		if err != nil {
-			rv, rf = stageFailed[T](nv, err)
+			rv, rf = stageFailed[T](nv, err, entry(st.p))
 		} else {
 			rv = nv
 		}
@@ -95,14 +97,33 @@ func callPlainRecovering[T any](st stage[T], v T, f *Failure) (rv T, rf *Failure
 // stageFailed is the result of a stage that returned (v, err) with a non-nil
 // err: the zero value and err's Failure, or, for a typed nil *Failure (the
 // natural pass-through of AddBoth on success), v and no failure.
-func stageFailed[T any](v T, err error) (T, *Failure) {
+func stageFailed[T any](v T, err error, fn uintptr) (T, *Failure) {
 	if f, ok := err.(*Failure); ok {
 		if f == nil {
 			return v, nil
 		}
 		return zeroOf[T](), f // an errback passing its Failure on, most often
 	}
-	return zeroOf[T](), failureOf(err)
+	f := failureOf(err)
+	f.stage = fn
+	return zeroOf[T](), f
+}
+
+// entry returns the entry PC of the function whose func value is p: the
+// stage that failed, for its Failure.
+func entry(p unsafe.Pointer) uintptr { return *(*uintptr)(p) }
+
+// stageEntry returns the entry PC of the function of st that ran on a
+// result whose failure was f.
+func stageEntry[T any](st stage[T], f *Failure) uintptr {
+	if st.k == kindPair {
+		ps := (*pairStage[T])(st.p)
+		if f == nil {
+			return entry(funcPtr(ps.cb))
+		}
+		return entry(funcPtr(ps.eb))
+	}
+	return entry(st.p)
 }
 
 // callRecovering calls f, turning a panic into a Failure.

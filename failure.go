@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strings"
 	"sync/atomic"
+	"unsafe"
 )
 
 // maxStackDepth bounds how many frames a Failure records.
@@ -19,11 +20,21 @@ const maxStackDepth = 32
 // Failure is immutable once made and may be shared between goroutines.
 type Failure struct {
 	err      error
-	pcs      []uintptr // the stack: see trace, and skip
-	skip     int16
+	pcs      *uintptr // the stack: npcs return PCs in the same allocation; see trace, and skip
+	stage    uintptr  // the entry of the stage function whose error or panic made it, or 0
+	value    any      // the recovered panic value, when panicked
+	npcs     uint8
 	panicked bool
+	skip     int16
 	marks    atomic.Uint32 // handled, reported: see unhandled.go
-	value    any           // the recovered panic value, when panicked
+}
+
+// stack returns f's recorded return PCs.
+func (f *Failure) stack() []uintptr {
+	if f.npcs == 0 {
+		return nil
+	}
+	return unsafe.Slice(f.pcs, f.npcs)
 }
 
 // A Failure and the frames of its stack take one allocation, sized for the
@@ -84,7 +95,10 @@ func failureWithPCs(buf []uintptr, skip int) *Failure {
 		f, pcs = &x.Failure, x.pcs[:n]
 	}
 	copy(pcs, buf)
-	f.pcs, f.skip = pcs, int16(skip-1)
+	if n > 0 {
+		f.pcs, f.npcs = &pcs[0], uint8(n)
+	}
+	f.skip = int16(skip - 1)
 	return f
 }
 
@@ -241,25 +255,54 @@ func (f *Failure) Trap(targets ...error) error {
 
 // Stack returns the recorded stack, one "function\n\tfile:line" entry per
 // frame, innermost first: where the Failure was created, or where the panic
-// happened for a Failure made from a panic.
+// happened for a Failure made from a panic. The library's own frames are
+// left out, so that the stack of a Failure made from a stage's error starts
+// at the code that fired the Deferred, and that of a panic at the panic
+// site; with SetDebugging(true) they are shown too.
 func (f *Failure) Stack() string {
 	if f == nil {
 		return ""
 	}
 	var b strings.Builder
+	all := debugging.Load()
 	// A panic Failure was recorded inside the recovering function: skip up
 	// to the runtime's panic frames so the stack starts at the panic site.
 	skipping := f.panicked
-	trace{pcs: f.pcs, skip: int(f.skip)}.each(func(fr runtime.Frame) {
+	trace{pcs: f.stack(), skip: int(f.skip)}.each(func(fr runtime.Frame) {
 		inPanic := isRuntimePanicFrame(fr.Function)
 		if skipping && inPanic {
 			skipping = false
 		}
-		if !skipping && !inPanic {
+		if !skipping && !inPanic && (all || !inLibrary(fr.File)) {
 			fmt.Fprintf(&b, "%s\n\t%s:%d\n", fr.Function, fr.File, fr.Line)
 		}
 	})
 	return b.String()
+}
+
+// stageName returns the function name and file:line of the stage whose
+// error or panic made f, or "" if a stage did not make it.
+func (f *Failure) stageName() string {
+	if f == nil || f.stage == 0 {
+		return ""
+	}
+	fn := runtime.FuncForPC(f.stage)
+	if fn == nil {
+		return ""
+	}
+	file, line := fn.FileLine(f.stage)
+	return fmt.Sprintf("%s (%s:%d)", fn.Name(), file, line)
+}
+
+// firstFrame returns the first frame of Stack as "function (file:line)".
+func (f *Failure) firstFrame() string {
+	st := f.Stack()
+	fn, rest, ok := strings.Cut(st, "\n\t")
+	if !ok {
+		return ""
+	}
+	loc, _, _ := strings.Cut(rest, "\n")
+	return fn + " (" + loc + ")"
 }
 
 // isRuntimePanicFrame hides the runtime's own panic machinery, so that a
@@ -284,7 +327,11 @@ func (f *Failure) PanicValue() (any, bool) {
 func (f *Failure) Format(s fmt.State, verb rune) {
 	switch {
 	case verb == 'v' && s.Flag('+'):
-		fmt.Fprintf(s, "%s\n%s", f.Error(), f.Stack())
+		if st := f.stageName(); st != "" {
+			fmt.Fprintf(s, "%s\nstage: %s\n%s", f.Error(), st, f.Stack())
+		} else {
+			fmt.Fprintf(s, "%s\n%s", f.Error(), f.Stack())
+		}
 	case verb == 'q':
 		fmt.Fprintf(s, "%q", f.Error())
 	default:

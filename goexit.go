@@ -62,13 +62,13 @@ func (d *Deferred[T]) runAloneAndUnlock(st stage[T]) {
 	returned := false
 	defer func() {
 		if !returned {
-			d.recoverAlone(recover())
+			d.recoverAlone(recover(), st)
 		}
 	}()
 	if st.k == kindCallback && f == nil {
 		nv, err := ptrFunc[callbackFn[T]](st.p)(v)
 		if err != nil {
-			v, f = stageFailed[T](nv, err)
+			v, f = stageFailed[T](nv, err, entry(st.p))
 		} else {
 			v = nv
 		}
@@ -96,10 +96,13 @@ func (d *Deferred[T]) runAloneAndUnlock(st stage[T]) {
 // recoverAlone is called by runAloneAndUnlock's deferred function when its
 // stage did not return: it panicked with p, or called Goexit (p is nil).
 // That becomes d's failure, and d's chain goes on from there.
-func (d *Deferred[T]) recoverAlone(p any) {
+func (d *Deferred[T]) recoverAlone(p any, st stage[T]) {
 	var f *Failure
 	if p != nil {
 		f = panicFailure(p)
+		if st.k != kindPair {
+			f.stage = entry(st.p)
+		}
 	} else {
 		f = goexitFailure()
 	}

@@ -669,7 +669,11 @@ func TestGateTryAcquireConcurrentWithAcquireNeverOverLimit(t *testing.T) {
 				})
 			}
 			wg.Wait()
-			assert.Positive(t, tried.Load(), "no TryAcquire ever succeeded")
+			// How many TryAcquires succeed depends on the scheduling: under
+			// contention there may be none, and the rule checked is the
+			// limit, above. (TestGateTryAcquireTakesFreeTokensThenRefuses
+			// pins success.)
+			t.Logf("%d TryAcquires succeeded", tried.Load())
 			assert.Equal(t, g.limit, g.free())
 			assert.Equal(t, 0, g.waiting())
 		})

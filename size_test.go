@@ -17,12 +17,14 @@ func TestDeferredSize(t *testing.T) {
 }
 
 // TestFailureSize pins a Failure with a short stack to one allocation, of
-// 128 bytes on 64-bit machines (Failure and eight frames): the size class
-// an error takes on its way into a chain.
+// at most 128 bytes on 64-bit machines (Failure and eight frames): the size
+// class an error takes on its way into a chain. (The Failure keeps a pointer
+// to its frames rather than a slice, which leaves room for the stage that
+// made it.)
 func TestFailureSize(t *testing.T) {
 	if unsafe.Sizeof(uintptr(0)) == 8 {
-		assert.Equal(t, uintptr(64), unsafe.Sizeof(Failure{}))
-		assert.Equal(t, uintptr(128), unsafe.Sizeof(failure8{}))
+		assert.Equal(t, uintptr(56), unsafe.Sizeof(Failure{}))
+		assert.LessOrEqual(t, unsafe.Sizeof(failure8{}), uintptr(128))
 	}
 	allocs := testing.AllocsPerRun(100, func() { _ = NewFailure(errBench) })
 	assert.Equal(t, 1.0, allocs, "a Failure and its stack in one allocation")

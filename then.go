@@ -101,7 +101,9 @@ func (l *thenLink[T, U]) takeOver(v T, f *Failure) (next node) {
 	defer func() {
 		if !returned {
 			if p := recover(); p != nil {
-				next = l.u.fireOrReport(zeroOf[U](), panicFailure(p))
+				f := panicFailure(p)
+				f.stage = entry(funcPtr(cb))
+				next = l.u.fireOrReport(zeroOf[U](), f)
 			} else {
 				l.u.fireAfterGoexit(goexitFailure())
 			}
@@ -111,7 +113,7 @@ func (l *thenLink[T, U]) takeOver(v T, f *Failure) (next node) {
 	returned = true
 	var uf *Failure
 	if err != nil {
-		u, uf = stageFailed(u, err)
+		u, uf = stageFailed(u, err, entry(funcPtr(cb)))
 	}
 	return l.u.fireOrReport(u, uf)
 }

@@ -9,9 +9,19 @@ import (
 var unhandledHandler atomic.Pointer[func(*Failure)]
 
 // defaultUnhandled logs one structured error, Twisted's "Unhandled error in
-// Deferred".
+// Deferred": the error, the stage that failed, the first frame of the
+// stack, and then the stack. In a terminal the first of its lines says
+// what failed, where.
 func defaultUnhandled(f *Failure) {
-	slog.Error("deferred: unhandled error in Deferred", "error", f.Error(), "stack", f.Stack())
+	attrs := []any{"error", f.Error()}
+	if st := f.stageName(); st != "" {
+		attrs = append(attrs, "stage", st)
+	}
+	if at := f.firstFrame(); at != "" {
+		attrs = append(attrs, "at", at)
+	}
+	attrs = append(attrs, "stack", f.Stack())
+	slog.Error("deferred: unhandled error in Deferred", attrs...)
 }
 
 // SetUnhandledHandler sets the function that gets the failure of each
@@ -53,7 +63,23 @@ func markHandledIfReplaced(f, nf *Failure) {
 
 // reportUnhandled gives f to the unhandled handler, unless it was handled
 // or reported already.
-func reportUnhandled(f *Failure) {
+func reportUnhandled(f *Failure) { reportUnhandledWith(f, nil) }
+
+// unhandledReport is the argument of a Deferred's cleanup: its failure,
+// and with SetDebugging(true) where the Deferred was created and first
+// fired.
+type unhandledReport struct {
+	f   *Failure
+	dbg *debugInfo
+}
+
+func reportUnhandledFrom(r unhandledReport) { reportUnhandledWith(r.f, r.dbg) }
+
+// reportUnhandledWith is reportUnhandled for a Deferred with SetDebugging's
+// records, dbg (or nil): the handler gets a Failure whose message adds
+// them, as Twisted's "(debug: C: Deferred was created: … I: First Invoker
+// was: …)", and which wraps f.
+func reportUnhandledWith(f *Failure, dbg *debugInfo) {
 	for {
 		m := f.marks.Load()
 		if m != 0 {
@@ -63,6 +89,9 @@ func reportUnhandled(f *Failure) {
 			break
 		}
 	}
+	if dbg != nil {
+		f = withDebugNote(f, dbg)
+	}
 	if h := unhandledHandler.Load(); h != nil {
 		(*h)(f)
 		return
@@ -70,11 +99,39 @@ func reportUnhandled(f *Failure) {
 	defaultUnhandled(f)
 }
 
+// withDebugNote returns a Failure like f whose message adds dbg.
+func withDebugNote(f *Failure, dbg *debugInfo) *Failure {
+	g := &Failure{err: &debugNote{f: f, dbg: dbg}, pcs: f.pcs, npcs: f.npcs, skip: f.skip,
+		stage: f.stage, panicked: f.panicked, value: f.value}
+	g.marks.Store(markReported)
+	return g
+}
+
+// debugNote is the error of withDebugNote's Failure.
+type debugNote struct {
+	f   *Failure
+	dbg *debugInfo
+}
+
+func (e *debugNote) Error() string {
+	fired := e.dbg.fired
+	if fired == "" {
+		fired = "(never fired)\n"
+	}
+	return e.f.Error() + "\n(debug: C: Deferred was created:\n" + e.dbg.created + "I: First Invoker was:\n" + fired + ")"
+}
+
+func (e *debugNote) Unwrap() error { return e.f }
+
 // armCleanupLocked arranges for d's current failure to be reported if d
 // becomes unreachable still holding it. (d.mu is held, or d is not shared
 // yet.)
 func (d *Deferred[T]) armCleanupLocked() {
-	d.extLocked().cleanup = runtime.AddCleanup(d, reportUnhandled, d.failure)
+	if dbg := d.debug(); dbg != nil {
+		d.extLocked().cleanup = runtime.AddCleanup(d, reportUnhandledFrom, unhandledReport{d.failure, dbg})
+	} else {
+		d.extLocked().cleanup = runtime.AddCleanup(d, reportUnhandled, d.failure)
+	}
 	d.set(cleanupArmed, true)
 }
 
