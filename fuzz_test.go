@@ -26,8 +26,34 @@ package deferred
 // goroutine of its own and waits for it, and an operation that a Goexit
 // ended is traced as "-> goexit"; the model raises a sentinel panic
 // instead (see model_test.go).
+//
+// Programs also share results (share.go, await.go): Observe makes a
+// branch, numbered like a Deferred of Then, that later operations use like
+// any other (stages, Cancel before and after it fired, Then, Observe);
+// opFireBranch fires one by hand, as a program may; Peek traces the
+// Outcome and ok; Await is called with a context that has ended already,
+// the one case that does not block: the result if the Deferred holds it,
+// else ctx.Err() with the Deferred cancelled. Unhandled-failure reports
+// are not traced (FuzzChain sends them to a quiet handler), so the rule
+// that a shared Failure is reported at most once is left to
+// unhandled_test.go and share_test.go.
+//
+// The byte map of an operation's first byte (the bytes 224 and up coded
+// the operations below opGoexit, by their remainder, before opGoexit and
+// the sharing operations existed; no committed input used them):
+//
+//	  0–223  b % 16: opAddCallback … opMisuse, as always
+//	224–229  opObserve
+//	230–233  opPeek
+//	234–237  opAwait
+//	238–239  opFireBranch
+//	240–255  opGoexit
+//
+// and a stage's side effect may be Peek (sePeek), coded by the bytes from
+// sePeekBytes up where the side effect's kind is read.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"runtime"
@@ -164,12 +190,13 @@ const (
 	rootFail                        // not a canceller: Fail(E4)
 	numCancelKinds
 	cancelGoexit // calls runtime.Goexit (header bytes from opBytes up)
+	cancelDetach // Observe's branch: takes its stage off the source (never in a header)
 )
 
 func (c cancelKind) String() string {
 	return [...]string{"canceller none", "canceller fires 7", "canceller fails E5",
 		"canceller does nothing", "canceller panics", "Succeed(3)", "Fail(E4)",
-		"", "canceller calls Goexit"}[c]
+		"", "canceller calls Goexit", "Observe's canceller"}[c]
 }
 
 // cancelOf is the kind of Deferred that the header byte b codes: as
@@ -206,7 +233,13 @@ const (
 	seUnpause
 	seAddBoth
 	numSeKinds
+	sePeek // Peek, from the side-effect bytes sePeekBytes up
 )
+
+// sePeekBytes: a side effect's first byte from here up is sePeek; the
+// bytes below code the other kinds by their remainder, as before sePeek
+// existed (no committed input has a byte this high).
+const sePeekBytes = 232
 
 // sideEffect is a call a stage makes on a Deferred of the program before it
 // returns (re-entrancy).
@@ -282,9 +315,13 @@ type system interface {
 	unpause(i int)
 	called(i int) bool
 	final(i int)
+	observe(i int)                    // appends the branch
+	peek(i int) (out string, ok bool) // out: "v=…" or "f=…"
+	await(i int) (out string)         // with an ended ctx: "v=…", "f=…" or "ctx"
 }
 
-// Operation codes: the first byte of each operation, modulo numOps.
+// Operation codes: what the first byte of each operation codes (opOf, and
+// the byte map at the top of this file).
 const (
 	opAddCallback = iota
 	opAddErrback
@@ -302,22 +339,59 @@ const (
 	opThenDeferred
 	opCalled
 	opMisuse
-	opGoexit // a stage, or Then's function, that calls runtime.Goexit
+	opGoexit     // a stage, or Then's function, that calls runtime.Goexit
+	opObserve    // d.Observe(): a new Deferred, the branch
+	opPeek       // d.Peek()
+	opAwait      // d.Await(ctx) with ctx ended already
+	opFireBranch // Callback or Errback on a branch
 	numOps
 )
 
-// opBytes: the bytes below it code the operations before opGoexit by
-// their remainder modulo opGoexit, as before opGoexit existed, so the
+// opBytes: the bytes below shareBytes code the operations before opGoexit
+// by their remainder modulo opGoexit, as before opGoexit existed, so the
 // committed corpus keeps its meaning; the 16 bytes from opBytes up code
-// opGoexit, one byte in 16.
-const opBytes = 256 - 16
+// opGoexit, one byte in 16, and the 16 below them the sharing operations
+// (see the byte map at the top of this file).
+const (
+	opBytes    = 256 - 16
+	shareBytes = opBytes - 16
+)
+
+// shareOps: the first byte of each sharing operation, from shareBytes up.
+var shareOps = [...]struct{ op, first int }{
+	{opObserve, shareBytes}, {opPeek, shareBytes + 6}, {opAwait, shareBytes + 10}, {opFireBranch, shareBytes + 14},
+}
 
 // opOf is the operation that the byte b codes.
 func opOf(b int) int {
-	if b >= opBytes {
+	switch {
+	case b >= opBytes:
 		return opGoexit
+	case b >= shareBytes:
+		op := opObserve
+		for _, s := range shareOps {
+			if b >= s.first {
+				op = s.op
+			}
+		}
+		return op
 	}
 	return b % opGoexit
+}
+
+// opByte is the first byte that codes op.
+func opByte(op int) byte {
+	switch op {
+	case opGoexit:
+		return opBytes
+	case opObserve, opPeek, opAwait, opFireBranch:
+		for _, s := range shareOps {
+			if s.op == op {
+				return byte(s.first)
+			}
+		}
+	}
+	return byte(op)
 }
 
 const maxOps = 40
@@ -332,7 +406,7 @@ type interp struct {
 	data   []byte
 	pos    int
 	types  []typ // of each Deferred
-	roots  int   // Deferreds 0..roots-1 come from New; the rest from Then
+	roots  int   // Deferreds 0..roots-1 come from New; the rest from Then and Observe
 	stages int
 	trace  []string
 
@@ -343,6 +417,8 @@ type interp struct {
 	// goexits: the program has a stage or canceller that calls Goexit,
 	// so the library side runs each operation on a goroutine of its own.
 	goexits bool
+	// branches: the Deferreds that Observe made, which opFireBranch fires.
+	branches []int
 }
 
 func (in *interp) byte() int {
@@ -503,11 +579,15 @@ func (in *interp) name() string {
 }
 
 func (in *interp) sideEffect() sideEffect {
-	kind, j, k := seKind(in.byte()%int(numSeKinds)), in.byte(), in.byte()%10
+	b := in.byte()
+	kind, j, k := seKind(b%int(numSeKinds)), in.byte(), in.byte()%10
+	if b >= sePeekBytes {
+		kind = sePeek
+	}
 	switch kind {
 	case seCallback:
 		return sideEffect{kind: kind, j: j % in.roots, k: k}
-	case seCancel, sePause, seUnpause, seAddBoth:
+	case seCancel, sePause, seUnpause, seAddBoth, sePeek:
 		return sideEffect{kind: kind, j: j % len(in.types)}
 	}
 	return sideEffect{}
@@ -580,6 +660,8 @@ func (se sideEffect) String() string {
 		return fmt.Sprintf(", then d%d.Callback(%d)", se.j, se.k)
 	case seCancel, sePause, seUnpause, seAddBoth:
 		return fmt.Sprintf(", then d%d.%s", se.j, [...]string{"Cancel", "Pause", "Unpause", "AddBoth"}[se.kind-seCancel])
+	case sePeek:
+		return fmt.Sprintf(", then d%d.Peek", se.j)
 	}
 	return ""
 }
@@ -691,6 +773,45 @@ func (in *interp) step() {
 			in.log("d%d = ThenDeferred(d%d, %v)", len(in.types), i, dfn)
 			in.then(i, nil, dfn)
 		}
+	case opObserve:
+		i := in.pick()
+		n := len(in.types)
+		in.log("d%d = d%d.Observe()", n, i)
+		if !in.do(func() { in.sys.observe(i) }) {
+			in.types = append(in.types, in.types[i])
+			in.branches = append(in.branches, n)
+		}
+	case opPeek:
+		i := in.pick()
+		in.log("d%d.Peek()", i)
+		in.do(func() {
+			out, ok := in.sys.peek(i)
+			in.log("  -> %s, %v", out, ok)
+		})
+	case opAwait:
+		i := in.pick()
+		// Await cancels a Deferred that does not hold its result: not
+		// one whose Cancel would go round a waiting cycle (see cancel).
+		if in.loops(i) {
+			in.log("d%d.Await(ended ctx) skipped: waiting cycle", i)
+			return
+		}
+		in.log("d%d.Await(ended ctx)", i)
+		in.do(func() { in.log("  -> %s", in.sys.await(i)) })
+	case opFireBranch:
+		b, k := in.byte(), in.byte()%20
+		if len(in.branches) == 0 {
+			in.log("no branch to fire")
+			return
+		}
+		i := in.branches[b%len(in.branches)]
+		if k < 10 {
+			in.log("d%d.Callback(%d)", i, k)
+			in.do(func() { in.log("  -> already=%v", in.sys.callback(i, k)) })
+		} else {
+			in.log("d%d.Errback(E%d)", i, k-10)
+			in.do(func() { in.log("  -> already=%v", in.sys.errback(i, k-10)) })
+		}
 	}
 }
 
@@ -731,6 +852,10 @@ func (in *interp) stageBody(name, side, input string, se sideEffect) {
 	case seAddBoth:
 		in.log("%sd%d.AddBoth(%s+)", by, se.j, name)
 		in.sys.addBoth(se.j, &fnSpec{name: name + "+", act: actPass})
+	case sePeek:
+		in.log("%sd%d.Peek()", by, se.j)
+		out, ok := in.sys.peek(se.j)
+		in.log("%s-> %s, %v", by, out, ok)
 	}
 }
 
@@ -992,6 +1117,67 @@ func (s *libSys) unpause(i int) {
 	}
 }
 
+func libObserve[T any](s *libSys, d *Deferred[T]) { s.pool = append(s.pool, d.Observe()) }
+
+func (s *libSys) observe(i int) {
+	switch d := s.pool[i].(type) {
+	case *Deferred[int]:
+		libObserve(s, d)
+	case *Deferred[string]:
+		libObserve(s, d)
+	}
+}
+
+func libPeek[T any](d *Deferred[T]) (string, bool) {
+	o, ok := d.Peek()
+	return describe(o.Value, o.Failure), ok
+}
+
+func (s *libSys) peek(i int) (string, bool) {
+	switch d := s.pool[i].(type) {
+	case *Deferred[int]:
+		return libPeek(d)
+	case *Deferred[string]:
+		return libPeek(d)
+	}
+	return "", false
+}
+
+// libAwait calls Await with a context that has ended already.
+func libAwait[T any](d *Deferred[T]) string {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	v, err := d.Await(ctx)
+	var f *Failure
+	switch {
+	case err == nil:
+		return describe(v, nil)
+	case errors.Is(err, context.Canceled) && !errors.As(err, &f):
+		if !isZero(v) {
+			return fmt.Sprintf("ctx with v=%v", v)
+		}
+		return "ctx"
+	case errors.As(err, &f) && err == error(f):
+		if !isZero(v) {
+			return fmt.Sprintf("f=%s with v=%v", failureClass(f), v)
+		}
+		return describe(v, f)
+	}
+	return "other error " + err.Error()
+}
+
+func isZero[T any](v T) bool { return any(v) == any(zeroOf[T]()) }
+
+func (s *libSys) await(i int) string {
+	switch d := s.pool[i].(type) {
+	case *Deferred[int]:
+		return libAwait(d)
+	case *Deferred[string]:
+		return libAwait(d)
+	}
+	return ""
+}
+
 func (s *libSys) called(i int) bool {
 	switch d := s.pool[i].(type) {
 	case *Deferred[int]:
@@ -1089,10 +1275,7 @@ func newSeed(nInt, nStr int, cancellers ...cancelKind) seedProg {
 // op appends an operation: its code, then its operands (ints or
 // the []int of fnB/dfnB).
 func (p seedProg) op(code int, operands ...any) seedProg {
-	if code == opGoexit {
-		code = opBytes
-	}
-	p = append(p, byte(code))
+	p = append(p, opByte(code))
 	for _, o := range operands {
 		switch o := o.(type) {
 		case int:
@@ -1109,13 +1292,22 @@ func (p seedProg) op(code int, operands ...any) seedProg {
 // fnB encodes a value-returning stage function, with an optional side
 // effect (kind, target, value).
 func fnB(act action, arg int, se ...int) []int {
-	return append([]int{int(act), arg}, append(se, 0, 0, 0)[:3]...)
+	return append([]int{int(act), arg}, seB(se)...)
+}
+
+// seB encodes an optional side effect (kind, target, value).
+func seB(se []int) []int {
+	se = append(slices.Clone(se), 0, 0, 0)[:3]
+	if se[0] == int(sePeek) {
+		se[0] = sePeekBytes
+	}
+	return se
 }
 
 // dfnB encodes a Deferred-returning stage function; for dPool, arg picks
 // among the Deferreds of the right type, in creation order.
 func dfnB(kind dKind, arg int, se ...int) []int {
-	return append([]int{int(kind), arg}, append(se, 0, 0, 0)[:3]...)
+	return append([]int{int(kind), arg}, seB(se)...)
 }
 
 // Kinds of opGoexit: what the stage that calls Goexit is.
@@ -1131,7 +1323,7 @@ const (
 // goexitB encodes opGoexit's operands after the Deferred: the kind of
 // stage, then an optional side effect made before the Goexit.
 func goexitB(kind int, se ...int) []int {
-	return append([]int{kind}, append(se, 0, 0, 0)[:3]...)
+	return append([]int{kind}, seB(se)...)
 }
 
 func fuzzSeeds() []seedProg {
@@ -1320,7 +1512,116 @@ func fuzzSeeds() []seedProg {
 			op(opCallback, 1, 1).
 			op(opCancel, 0).
 			op(opCallback, 0, 3),
+		// A branch gets the result at its point, runs its chain before
+		// the rest of the source's, and leaves the source its result;
+		// Peek and Await see it once it is there. An Await on a pending
+		// branch cancels the branch alone.
+		shareSeedPoint(),
+		// Cancel on a branch before it fired takes it off the source and
+		// fails it alone; a branch fired by hand refuses the source's
+		// result; Cancel after the firing does nothing.
+		shareSeedCancel(),
+		// One branch's stage cancels another while the source runs: the
+		// stage stays on the source, and the cancelled branch refuses it.
+		newSeed(1, 0, cancelNone).
+			op(opObserve, 0).
+			op(opObserve, 0).
+			op(opAddCallback, 1, fnB(actValue, 1, int(seCancel), 2)).
+			op(opAddErrback, 2, fnB(actValue, 2)).
+			op(opAddCallback, 0, fnB(actValue, 3)).
+			op(opCallback, 0, 4).
+			op(opPeek, 2).
+			op(opFireBranch, 1, 5),
+		// Await with an ended context: the result if there, else
+		// ctx.Err() and a Cancel (through a canceller, of a paused
+		// Deferred, of the Deferred a chain waits for); a handed-over
+		// Deferred refuses Await, Peek and Observe.
+		shareSeedAwait(),
+		// A branch returned by a stage of another Deferred, whose chain
+		// calls Goexit when the source fires it; Then on a branch.
+		newSeed(2, 0, cancelNone, cancelNone).
+			op(opObserve, 0).
+			op(opGoexit, 2, goexitB(goexitCallback)).
+			op(opAddErrback, 2, fnB(actValue, 3)).
+			op(opAddCallbackDeferred, 1, dfnB(dPool, 2)).
+			op(opAddCallback, 0, fnB(actValue, 4)).
+			op(opCallback, 1, 1).
+			op(opCallback, 0, 5).
+			op(opThen, 2, fnB(actValue, 1)).
+			op(opObserve, 1).
+			op(opCancel, 1).
+			op(opPeek, 4),
+		// Stages Peek while chains run: their own Deferred, the source of
+		// their branch, and the inner Deferred that gave them its result.
+		newSeed(2, 0, cancelNone, cancelNone).
+			op(opAddCallback, 0, fnB(actValue, 1, int(sePeek), 0)).
+			op(opObserve, 0).
+			op(opAddCallback, 2, fnB(actValue, 2, int(sePeek), 0)).
+			op(opAddCallbackDeferred, 1, dfnB(dPool, 2)).
+			op(opAddCallback, 1, fnB(actValue, 3, int(sePeek), 2)).
+			op(opCallback, 1, 1).
+			op(opCallback, 0, 4).
+			op(opThen, 0, fnB(actValue, 4, int(sePeek), 0)),
+		// A canceller that calls Goexit under Await.
+		newSeed(1, 0, cancelGoexit).
+			op(opObserve, 0).
+			op(opAddErrback, 1, fnB(actValue, 6)).
+			op(opAwait, 0).
+			op(opAwait, 0).
+			op(opAwait, 1),
 	}
+}
+
+func shareSeedPoint() seedProg {
+	return newSeed(1, 0, cancelNone).
+		op(opAddCallback, 0, fnB(actValue, 1)).
+		op(opObserve, 0).
+		op(opAddCallback, 1, fnB(actValue, 2)).
+		op(opAddCallback, 0, fnB(actValue, 3)).
+		op(opPeek, 0).
+		op(opObserve, 0).
+		op(opAwait, 2).
+		op(opCallback, 0, 5).
+		op(opPeek, 0).
+		op(opPeek, 1).
+		op(opAwait, 1).
+		op(opAwait, 0)
+}
+
+func shareSeedCancel() seedProg {
+	return newSeed(1, 0, cancelNone).
+		op(opObserve, 0).
+		op(opAddErrback, 1, fnB(actValue, 4)).
+		op(opCancel, 1).
+		op(opFireBranch, 0, 3).
+		op(opObserve, 0).
+		op(opFireBranch, 1, 12).
+		op(opAddBoth, 0, fnB(actPass, 0)).
+		op(opCallback, 0, 1).
+		op(opCancel, 2).
+		op(opPeek, 2).
+		op(opPeek, 0)
+}
+
+func shareSeedAwait() seedProg {
+	return newSeed(4, 0, cancelValue, cancelNone, cancelNone, cancelNone).
+		op(opAddCallback, 0, fnB(actValue, 1)).
+		op(opAwait, 0).
+		op(opAwait, 0).
+		op(opPause, 1).
+		op(opCallback, 1, 2).
+		op(opAwait, 1).
+		op(opPeek, 1).
+		op(opUnpause, 1).
+		op(opAddCallbackDeferred, 2, dfnB(dPool, 3)).
+		op(opCallback, 2, 1).
+		op(opAwait, 2).
+		op(opPeek, 2).
+		op(opThen, 0, fnB(actValue, 2)).
+		op(opAwait, 0).
+		op(opPeek, 0).
+		op(opObserve, 0).
+		op(opPeek, 4)
 }
 
 // The model checked against Twisted itself: each program's expected trace
@@ -1486,6 +1787,144 @@ func TestFuzzModelGoexit(t *testing.T) {
 			"  -> panic:misuse",
 			"end d0 called=true",
 			"  -> panic:misuse",
+		},
+	}}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			model, library := runBoth(c.prog)
+			require.Equal(t, c.want, model, "the model")
+			require.Equal(t, c.want, library, "the library")
+		})
+	}
+}
+
+// TestFuzzModelShare pins the model's sharing rules to share.go's and
+// await.go's, on the library and the model alike: a branch fires with the
+// result at its point of the source's chain, before the rest of it, and
+// the source keeps its result; Cancel on a pending branch fails the branch
+// alone and takes it off the source, and a branch that fired already
+// refuses the source's result; Peek and Await give the result once the
+// Deferred holds it, and Await with an ended context otherwise cancels
+// the Deferred and gives ctx.Err().
+func TestFuzzModelShare(t *testing.T) {
+	cases := []struct {
+		name string
+		prog seedProg
+		want []string
+	}{{
+		name: "the result at the branch's point",
+		prog: shareSeedPoint(),
+		want: []string{
+			"d0 = New[int](canceller none)",
+			"d0.AddCallback(s1{value 1})",
+			"d1 = d0.Observe()",
+			"d1.AddCallback(s2{value 2})",
+			"d0.AddCallback(s3{value 3})",
+			"d0.Peek()",
+			"  -> v=0, false",
+			"d2 = d0.Observe()",
+			"d2.Await(ended ctx)",
+			"  -> ctx",
+			"d0.Callback(5)",
+			"s1 cb(v=5)",
+			"s2 cb(v=51)", // the branch's chain first, with s1's result
+			"s3 cb(v=51)", // the source's goes on with the same result
+			"  -> already=false",
+			"d0.Peek()",
+			"  -> v=513, true",
+			"d1.Peek()",
+			"  -> v=512, true",
+			"d1.Await(ended ctx)",
+			"  -> v=512", // the result wins over the ended context
+			"d0.Await(ended ctx)",
+			"  -> v=513",
+			"end d0 called=true",
+			"end d0 both(v=513)",
+			"end d1 called=true",
+			"end d1 both(v=512)",
+			"end d2 called=true",
+			"end d2 both(f=cancelled)", // the Await cancelled the branch alone
+		},
+	}, {
+		name: "cancelled and fired branches",
+		prog: shareSeedCancel(),
+		want: []string{
+			"d0 = New[int](canceller none)",
+			"d1 = d0.Observe()",
+			"d1.AddErrback(s1{value 4})",
+			"d1.Cancel()",
+			"s1 eb(f=cancelled)",
+			"d1.Callback(3)",
+			"  -> already=true", // the branch's canceller is a canceller
+			"d2 = d0.Observe()",
+			"d2.Errback(E2)",
+			"  -> already=false",
+			"d0.AddBoth(s2{pass})",
+			"d0.Callback(1)",
+			"s2 both(v=1)", // d2 refused the result; d0 did not notice
+			"  -> already=false",
+			"d2.Cancel()",
+			"d2.Peek()",
+			"  -> f=E2, true",
+			"d0.Peek()",
+			"  -> v=1, true",
+			"end d0 called=true",
+			"end d0 both(v=1)",
+			"end d1 called=true",
+			"end d1 both(v=4)",
+			"end d2 called=true",
+			"end d2 both(f=E2)",
+		},
+	}, {
+		name: "Await with an ended context",
+		prog: shareSeedAwait(),
+		want: []string{
+			"d0 = New[int](canceller fires 7)",
+			"d1 = New[int](canceller none)",
+			"d2 = New[int](canceller none)",
+			"d3 = New[int](canceller none)",
+			"d0.AddCallback(s1{value 1})",
+			"d0.Await(ended ctx)",
+			"s1 cb(v=7)",
+			"  -> ctx",
+			"d0.Await(ended ctx)",
+			"  -> v=71",
+			"d1.Pause()",
+			"d1.Callback(2)",
+			"  -> already=false",
+			"d1.Await(ended ctx)",
+			"  -> ctx", // paused: no result, and Cancel does nothing
+			"d1.Peek()",
+			"  -> v=0, false",
+			"d1.Unpause()",
+			"d2.AddCallbackDeferred(s2{d3})",
+			"d2.Callback(1)",
+			"s2 cbd(v=1)",
+			"  -> already=false",
+			"d2.Await(ended ctx)",
+			"  -> ctx", // cancels d3, which d2 waits for
+			"d2.Peek()",
+			"  -> f=cancelled, true",
+			"d4 = Then(d0, s3{value 2})",
+			"s3 then(v=#71)",
+			"d0.Await(ended ctx)",
+			"  -> panic:misuse",
+			"d0.Peek()",
+			"  -> panic:misuse",
+			"d5 = d0.Observe()",
+			"  -> panic:misuse",
+			"d4.Peek()",
+			"  -> v=#71c, true",
+			"end d0 called=true",
+			"  -> panic:misuse",
+			"end d1 called=true",
+			"end d1 both(v=2)",
+			"end d2 called=true",
+			"end d2 both(f=cancelled)",
+			"end d3 called=true",
+			"end d3 both(v=0)",
+			"end d4 called=true",
+			"end d4 both(v=#71c)",
 		},
 	}}
 	for _, c := range cases {

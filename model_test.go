@@ -39,6 +39,20 @@ package deferred
 // operation end with "goexit", and Then's caller never gets Then's
 // Deferred.
 //
+// Observe has no Twisted twin either, but comes close to Chain: a branch
+// b of d is a stage of d that fires b with d's result as it stands there,
+// as d.chainDeferred(b) would, except that d keeps its result (Twisted's
+// would be None), and a b that has fired already (a program fired it,
+// or cancelled it) makes no ErrAlreadyCalled failure in d: b refuses the
+// result and d goes on. b's canceller takes that stage off d unless d's
+// chain is running (then the stage stays, and b refuses it); it never
+// fires b, so Cancel fails b with "cancelled", and a later firing of b is
+// ErrAlreadyCalled as after any canceller. Peek gives d's result if d
+// holds it: fired, not paused, not waiting, not running, no stage left.
+// Await with a context that has ended gives that result too, and
+// otherwise observes d (with a branch the program never sees) and
+// cancels d, and gives ctx.Err().
+//
 // Apart from these, the model agrees with Twisted 22.4: random programs
 // without Then, translated to Python, give the same traces there.
 //
@@ -76,6 +90,7 @@ type mStage struct {
 	chain      *mDef    // Chain(other)
 	continueTo *mDef    // a Deferred waiting for this one: give it our result
 	then       *mThen   // Then/ThenDeferred: the hand-over, always the last stage
+	branch     *mDef    // Observe: fire it with the result, which stays
 }
 
 type mThen struct {
@@ -99,6 +114,7 @@ type mDef struct {
 	waitedBy  *mDef
 	handedOv  bool  // Then was called on it
 	source    *mDef // for Then's result: the Deferred whose chain feeds it
+	observed  *mDef // for a branch: the Deferred it observes (canceller cancelDetach)
 }
 
 // model is a program's world: its Deferreds, by index, and the interpreter
@@ -197,6 +213,10 @@ func (m *model) runStage(d *mDef, st mStage) {
 	in := d.res
 	ok := in.f == ""
 	switch {
+	case st.branch != nil:
+		// A branch that fired already (by hand, or cancelled) refuses
+		// the result, and d does not notice.
+		m.fire(st.branch, in)
 	case st.chain != nil:
 		d.res = mResult{v: d.t.zero()}
 		if m.fire(st.chain, in) {
@@ -401,6 +421,8 @@ func (m *model) cancelDef(d *mDef) {
 		// its chain runs, before the goroutine leaves.
 		m.fire(d, failed(d.t, "goexit"))
 		m.exiting = true
+	case cancelDetach:
+		m.detach(d)
 	}
 	if m.exiting {
 		// The canceller fired d, whose chain called Goexit: Cancel is
@@ -518,4 +540,69 @@ func (m *model) final(i int) {
 	}
 	d.stages = append(d.stages, mStage{both: finalSpec(i)})
 	m.api(func() { m.run(d) })
+}
+
+// observe appends a branch of i to the pool: a pending Deferred whose
+// canceller takes it off i's chain, fired by a stage of i's.
+func (m *model) observe(i int) {
+	d := m.pool[i]
+	if d.handedOv {
+		panic("deferred: Observe on a handed-over Deferred")
+	}
+	b := &mDef{t: d.t, canceller: cancelDetach, observed: d}
+	m.pool = append(m.pool, b)
+	d.stages = append(d.stages, mStage{branch: b})
+	m.api(func() { m.run(d) })
+}
+
+// detach is a branch's canceller: it takes b's stage off the Deferred b
+// observes, unless that one's chain is running (its loop will come to the
+// stage, and b will refuse the result).
+func (m *model) detach(b *mDef) {
+	d := b.observed
+	if d.running {
+		return
+	}
+	for k, st := range d.stages {
+		if st.branch == b {
+			d.stages = append(d.stages[:k:k], d.stages[k+1:]...)
+			return
+		}
+	}
+}
+
+// holds reports whether d holds its result: Done is closed.
+func (d *mDef) holds() bool {
+	return d.called && !d.running && d.paused == 0 && d.waitingOn == nil && len(d.stages) == 0
+}
+
+func (m *model) peek(i int) (string, bool) {
+	d := m.pool[i]
+	if d.handedOv {
+		panic("deferred: Peek on a handed-over Deferred")
+	}
+	if !d.holds() {
+		return mResult{v: d.t.zero()}.String(), false
+	}
+	return d.res.String(), true
+}
+
+// await is Await(ctx) with ctx ended already: the result if d holds it;
+// else a branch the program never sees (its one stage takes the result
+// silently) and Cancel on d, and ctx.Err().
+func (m *model) await(i int) (out string) {
+	d := m.pool[i]
+	if d.handedOv {
+		panic("deferred: Await on a handed-over Deferred")
+	}
+	if d.holds() {
+		return d.res.String()
+	}
+	m.api(func() {
+		b := &mDef{t: d.t, canceller: cancelDetach, observed: d}
+		d.stages = append(d.stages, mStage{branch: b})
+		m.run(d)
+		m.cancelDef(d)
+	})
+	return "ctx"
 }
