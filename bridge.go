@@ -190,10 +190,10 @@ var testHookGuardCancelling func()
 // their inputs: no goroutine and no stage is left behind. The inputs
 // themselves are never cancelled, and their chains go on unchanged.
 //
-// AsCompleted only watches: a failure it yields is still its input's, not
-// marked handled, and is reported as unhandled if nothing handles it on the
-// input's own chain (the branches never report it themselves). Use List,
-// which consumes its inputs' failures, to take them over.
+// A failure AsCompleted yields counts as handled, as one Await returns
+// does: the loop's body has it. A failure it never yields (the loop ended
+// first) stays its input's, reported as unhandled if nothing handles it on
+// the input's own chain; the branches never report it themselves.
 //
 // Like Await, the range must not run in one of the inputs' stages, whose
 // chain cannot go on before the stage returns. AsCompleted panics, at the
@@ -235,7 +235,13 @@ func AsCompleted[T any](ctx context.Context, ds ...*Deferred[T]) iter.Seq2[int, 
 		for range ds {
 			select {
 			case p := <-settled:
-				if ctx.Err() != nil || !yield(p.i, p.o) {
+				if ctx.Err() != nil {
+					return
+				}
+				if p.o.Failure != nil {
+					p.o.Failure.marks.Or(markHandled) // the body has it, as Await's caller does
+				}
+				if !yield(p.i, p.o) {
 					return
 				}
 			case <-ctx.Done():

@@ -533,24 +533,31 @@ func TestAsCompletedRangesAgain(t *testing.T) {
 // A failure AsCompleted yields stays its input's: reported once if nothing
 // handles it, and not at all if the input's chain handles it later, even
 // after the branches are gone.
-func TestAsCompletedFailureStaysTheInputs(t *testing.T) {
+// A failure AsCompleted yields counts as handled, as one Await returns
+// does; one it never yields stays its input's, reported once if nothing
+// handles it, never by the branches.
+func TestAsCompletedYieldedFailureCountsAsHandled(t *testing.T) {
 	w := listWatchUnhandled(t)
-	errHandled := errors.New("bridge test: handled later")
+	errNotYielded := errors.New("bridge test: never yielded")
+	errHandledLater := errors.New("bridge test: handled later")
 	kept := New[int]()
 	func() {
-		dropped := New[int]()
-		go func() {
-			_ = dropped.Errback(errBridge)
-			_ = kept.Errback(errHandled)
-		}()
-		idx, _ := asCompletedAll(t.Context(), dropped, kept)
-		require.Len(t, idx, 2)
+		yielded, notYielded := Fail[int](errBridge), New[int]()
+		for range AsCompleted(t.Context(), yielded, notYielded) {
+			break // after the first: notYielded's failure is never yielded
+		}
+		_ = notYielded.Errback(errNotYielded)
+		for range AsCompleted(t.Context(), Succeed(0), kept) {
+			break // kept has not failed yet: nothing yielded of it
+		}
+		_ = kept.Errback(errHandledLater)
 	}()
-	w.collect(t) // the branches are collected here
+	w.collect(t) // the branches and the dropped inputs are collected here
 	kept.AddErrback(func(*Failure) (int, error) { return 0, nil })
 	w.collect(t)
-	assert.Equal(t, 1, w.count(errBridge), "an unhandled input's failure must be reported once")
-	assert.Zero(t, w.count(errHandled), "a branch reported a failure its input handled later")
+	assert.Zero(t, w.count(errBridge), "a failure the loop's body got was reported as unhandled")
+	assert.Equal(t, 1, w.count(errNotYielded), "a failure never yielded, and never handled, must be reported once")
+	assert.Zero(t, w.count(errHandledLater), "a branch reported a failure its input handled later")
 	assert.Zero(t, w.count(ErrCancelled), "a branch's cancellation was reported")
 }
 
