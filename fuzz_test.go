@@ -1196,11 +1196,7 @@ func FuzzChain(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	// Programs drop failed Deferreds all the time: keep their reports quiet.
-	prev := SetUnhandledHandler(func(*Failure) {})
-	f.Cleanup(func() {
-		fuzzSettleUnhandled()
-		SetUnhandledHandler(prev)
-	})
+	fuzzQuietUnhandled(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		want, got := runBoth(data)
 		if !slices.Equal(want, got) {
@@ -1229,6 +1225,21 @@ func traceDiff(want, got []string) string {
 		fmt.Fprintf(&b, "%s %-58s | %s\n", mark, w, g)
 	}
 	return b.String()
+}
+
+// fuzzQuietUnhandled sends unhandled-failure reports to a quiet handler
+// until tb ends, and lets the reports of what tb's programs dropped arrive
+// there before restoring the previous handler.
+func fuzzQuietUnhandled(tb testing.TB) {
+	prev := SetUnhandledHandler(func(*Failure) {})
+	tb.Cleanup(func() {
+		// Three canaries in turn: a Deferred a Goexit left behind can take
+		// a few collections more to become unreachable.
+		for range 3 {
+			fuzzSettleUnhandled()
+		}
+		SetUnhandledHandler(prev)
+	})
 }
 
 // fuzzSettleUnhandled collects garbage until the reports of the programs'
@@ -1629,6 +1640,7 @@ func shareSeedAwait() seedProg {
 // 22.4. They pin the rules where the library and the model once disagreed.
 
 func TestFuzzModelFollowsTwisted(t *testing.T) {
+	fuzzQuietUnhandled(t) // programs drop failed Deferreds
 	cases := []struct {
 		name string
 		prog seedProg
@@ -1731,6 +1743,7 @@ func TestFuzzModelFollowsTwisted(t *testing.T) {
 // goes on; the operation that started it all ends in the Goexit, and a
 // Then whose function calls Goexit never gives its caller its Deferred.
 func TestFuzzModelGoexit(t *testing.T) {
+	fuzzQuietUnhandled(t) // programs drop failed Deferreds
 	cases := []struct {
 		name string
 		prog seedProg
@@ -1807,6 +1820,7 @@ func TestFuzzModelGoexit(t *testing.T) {
 // Deferred holds it, and Await with an ended context otherwise cancels
 // the Deferred and gives ctx.Err().
 func TestFuzzModelShare(t *testing.T) {
+	fuzzQuietUnhandled(t) // programs drop failed Deferreds
 	cases := []struct {
 		name string
 		prog seedProg
