@@ -20,14 +20,17 @@ var ErrCancelled error = &contextSentinel{msg: "deferred: cancelled", match: con
 
 // ErrTimeout is matched (errors.Is) by the failure of a Deferred that
 // AddTimeout or AddTimeoutFunc cancelled because its result did not come
-// in time, and by that of web.WithTimeout. It replaces the ErrCancelled
-// failure of that cancellation, as Twisted's addTimeout turns
-// CancelledError into TimeoutError: a timeout failure does not match
+// in time, by that of web.WithTimeout, and by that of a Deferred that
+// CancelWhen cancelled because its context's deadline passed. It replaces
+// the ErrCancelled failure of that cancellation, as Twisted's addTimeout
+// turns CancelledError into TimeoutError: a timeout failure does not match
 // ErrCancelled.
 //
 // ErrTimeout itself matches context.DeadlineExceeded and has a Timeout
-// method that reports true, as net.Error's does; the error inside a
-// timeout failure is a [*TimeoutError].
+// method that reports true, as net.Error's does. The error inside the
+// failure of AddTimeout, AddTimeoutFunc and web.WithTimeout is a
+// [*TimeoutError]; the one inside CancelWhen's wraps ErrTimeout and
+// context.Cause of its context.
 var ErrTimeout error = &timeoutSentinel{contextSentinel{msg: "deferred: timed out", match: context.DeadlineExceeded}}
 
 // A contextSentinel is a sentinel error that also matches one of context's.
@@ -76,7 +79,8 @@ func (e *TimeoutError) Timeout() bool { return true }
 //
 // the way a net/http error does. Every failure of AddTimeout,
 // AddTimeoutFunc (unless its function changes it) and web.WithTimeout is a
-// timeout; a cancellation is not. A *Failure has no Temporary method, so
+// timeout, and so is CancelWhen's when its context's deadline passed; a
+// cancellation is not. A *Failure has no Temporary method, so
 // it is not a net.Error.
 func (f *Failure) Timeout() bool {
 	var t interface{ Timeout() bool }

@@ -125,11 +125,34 @@ var errorVocabulary = []struct {
 		return awaitErr(w)
 	}, deferred.ErrCancelled, context.Canceled, false},
 
+	{"GatherFailFast, an input it cancelled", func(t *testing.T) error {
+		failing, pending := deferred.New[int](), deferred.New[int]()
+		got := firstFailure(pending)
+		g := deferred.GatherFailFast(failing, pending)
+		require.NoError(t, failing.Errback(errors.New("disk on fire")))
+		_, err := g.Await(context.Background())
+		require.Error(t, err)
+		return *got
+	}, deferred.ErrCancelled, context.Canceled, false},
+
 	{"Observe branch cancelled", func(t *testing.T) error {
 		b := deferred.New[int]().Observe()
 		b.Cancel()
 		return awaitErr(b)
 	}, deferred.ErrCancelled, context.Canceled, false},
+
+	{"CancelWhen, its ctx cancelled", func(t *testing.T) error {
+		ctx, cancel := context.WithCancel(context.Background())
+		d := deferred.New[int]().CancelWhen(ctx)
+		cancel()
+		return awaitErr(d)
+	}, deferred.ErrCancelled, context.Canceled, false},
+
+	{"CancelWhen, its ctx past its deadline", func(t *testing.T) error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		return awaitErr(deferred.New[int]().CancelWhen(ctx))
+	}, deferred.ErrTimeout, context.DeadlineExceeded, true},
 
 	{"Later cancelled", func(t *testing.T) error {
 		d := deferred.Later(time.Hour, func() (int, error) { return 1, nil })
@@ -146,7 +169,7 @@ var errorVocabulary = []struct {
 		return awaitErr(d)
 	}, deferred.ErrCancelled, context.Canceled, false},
 
-	{"Pool job cancelled", func(t *testing.T) error {
+	{"Pool job cancelled while queued", func(t *testing.T) error {
 		p := deferred.NewPool(1)
 		defer p.Wait()
 		block := func(ctx context.Context) (int, error) { <-ctx.Done(); return 0, ctx.Err() }
@@ -156,6 +179,20 @@ var errorVocabulary = []struct {
 		running.Cancel()
 		require.ErrorIs(t, awaitErr(running), deferred.ErrCancelled)
 		return awaitErr(queued)
+	}, deferred.ErrCancelled, context.Canceled, false},
+
+	{"Pool job cancelled while running", func(t *testing.T) error {
+		p := deferred.NewPool(1)
+		defer p.Wait()
+		started := make(chan struct{})
+		running := submit(p, func(ctx context.Context) (int, error) {
+			close(started)
+			<-ctx.Done()
+			return 0, ctx.Err()
+		})
+		<-started
+		running.Cancel()
+		return awaitErr(running)
 	}, deferred.ErrCancelled, context.Canceled, false},
 
 	{"Submit, its ctx ended before a slot was free", func(t *testing.T) error {
@@ -220,7 +257,11 @@ var errorVocabulary = []struct {
 	{"Await, its ctx past its deadline first", func(t *testing.T) error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		_, err := deferred.New[int]().Await(ctx)
+		d := deferred.New[int]()
+		got := firstFailure(d)
+		_, err := d.Await(ctx)
+		assert.ErrorIs(t, *got, deferred.ErrCancelled, "Await cancelled d")
+		assert.NotErrorIs(t, *got, deferred.ErrTimeout, "Await's cancellation of d is not a timeout")
 		return err
 	}, nil, context.DeadlineExceeded, true},
 }
