@@ -173,6 +173,16 @@ func misuseAfterHandOver() []misuseCase {
 		{"Deferred.Observe", "Observe", "if d's chain was handed over", func(d *deferred.Deferred[int]) error { d.Observe(); return nil }},
 		{"Deferred.Done", "Done", "if d's chain was handed over", func(d *deferred.Deferred[int]) error { d.Done(); return nil }},
 		{"Deferred.Peek", "Peek", "if d's chain was handed over", func(d *deferred.Deferred[int]) error { d.Peek(); return nil }},
+		{"Deferred.AddTimeoutFunc", "AddTimeoutFunc", "or if d's chain was handed over", func(d *deferred.Deferred[int]) error {
+			d.AddTimeoutFunc(time.Hour, misuseEB)
+			return nil
+		}},
+		{"Deferred.CancelWhen", "CancelWhen", "or if d's chain was handed over", func(d *deferred.Deferred[int]) error {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			d.CancelWhen(ctx)
+			return nil
+		}},
 	}
 	var cases []misuseCase
 	for _, h := range misuseHandOvers {
@@ -208,6 +218,8 @@ func misuseNilReceiver() []misuseCase {
 		{"Done", func() error { d.Done(); return nil }},
 		{"Peek", func() error { d.Peek(); return nil }},
 		{"AddTimeout", func() error { d.AddTimeout(time.Second); return nil }},
+		{"AddTimeoutFunc", func() error { d.AddTimeoutFunc(time.Second, misuseEB); return nil }},
+		{"CancelWhen", func() error { d.CancelWhen(context.Background()); return nil }},
 	} {
 		cases = append(cases, misuseCase{fn: "Deferred", name: "nil receiver/" + m.method, run: m.call,
 			panics: m.method + " called on a nil *Deferred", doc: "its methods panic, naming themselves, when called on a nil *Deferred"})
@@ -223,6 +235,8 @@ func misuseCases() []misuseCase {
 			panics: "Maybe called with a nil function", doc: "panics if f is nil"},
 		{fn: "Fail", name: "nil error", run: func() error { return misuseFailureOf(deferred.Fail[int](nil)) },
 			is: deferred.ErrNilError, doc: "nil err fails with ErrNilError"},
+		{fn: "MaybeDeferred", name: "nil f", run: func() error { deferred.MaybeDeferred[int](nil); return nil },
+			panics: "MaybeDeferred called with a nil function", doc: "panics if f is nil"},
 		{fn: "NewFailure", name: "nil error", run: func() error { deferred.NewFailure(nil); return nil },
 			panics: "NewFailure called with a nil error", doc: "panics if err is nil"},
 		{fn: "Go", name: "nil ctx", run: func() error { deferred.Go(misuseNilCtx, misuseWork); return nil },
@@ -310,6 +324,10 @@ func misuseCases() []misuseCase {
 			panics: "Gather: input 0 is nil", doc: "panics on a bad input as List does"},
 		{fn: "Race", name: "nil input", run: func() error { deferred.Race(d(), d(), nil); return nil },
 			panics: "Race: input 2 is nil", doc: "panics on a bad input as List does"},
+		{fn: "GatherFailFast", name: "nil input", run: func() error { deferred.GatherFailFast(d(), nil); return nil },
+			panics: "GatherFailFast: input 1 is nil", doc: "panics on a bad input as List does"},
+		{fn: "AsCompleted", name: "nil input", run: func() error { deferred.AsCompleted(context.Background(), d(), nil); return nil },
+			panics: "AsCompleted: input 1 is nil", doc: "at the call and naming the position, if an input is nil"},
 		{fn: "List", name: "nil input 33 of 40", run: func() error {
 			ds := make([]*deferred.Deferred[int], 40)
 			for i := range ds {
@@ -328,6 +346,16 @@ func misuseCases() []misuseCase {
 		misuseInputs(misuseCase{fn: "Race", name: "nil input after good ones",
 			panics: "Race: input 4 is nil", doc: "panics on a bad input as List does"},
 			func(ds ...*deferred.Deferred[int]) { deferred.Race(ds...) }, nil),
+		// A failed input before the bad one: GatherFailFast must not have
+		// cancelled the pending inputs on it before panicking.
+		misuseInputs(misuseCase{fn: "GatherFailFast", name: "nil input after good ones",
+			panics: "GatherFailFast: input 4 is nil", doc: "panics on a bad input as List does"},
+			func(ds ...*deferred.Deferred[int]) { deferred.GatherFailFast(ds...) }, nil),
+		misuseInputs(misuseCase{fn: "AsCompleted", name: "nil input after good ones",
+			panics: "AsCompleted: input 4 is nil", doc: "at the call and naming the position, if an input is nil"},
+			func(ds ...*deferred.Deferred[int]) { deferred.AsCompleted(context.Background(), ds...) }, nil),
+		{fn: "AsCompleted", name: "nil ctx", run: func() error { deferred.AsCompleted(misuseNilCtx, d()); return nil },
+			panics: "AsCompleted called with a nil context.Context", doc: "and if ctx is nil"},
 		{fn: "RunLocked", name: "nil lock", run: func() error { deferred.RunLocked(nil, misuseInner); return nil },
 			panics: "RunLocked called with a nil *Lock", doc: "panics if l or f is nil"},
 		{fn: "RunLocked", name: "nil f", run: func() error { deferred.RunLocked[int](deferred.NewLock(), nil); return nil },
@@ -391,6 +419,10 @@ func misuseCases() []misuseCase {
 			panics: "Gather: input 0 was handed over by Then or ThenDeferred; pass the Deferred that Then returned", doc: "panics on a bad input as List does"},
 		{fn: "Race", name: "handed-over input", run: func() error { deferred.Race(d(), misuseHandedOver()); return nil },
 			panics: "Race: input 1 was handed over by Then or ThenDeferred; pass the Deferred that Then returned", doc: "panics on a bad input as List does"},
+		{fn: "GatherFailFast", name: "handed-over input", run: func() error { deferred.GatherFailFast(d(), misuseHandedOver()); return nil },
+			panics: "GatherFailFast: input 1 was handed over by Then or ThenDeferred; pass the Deferred that Then returned", doc: "panics on a bad input as List does"},
+		{fn: "AsCompleted", name: "handed-over input", run: func() error { deferred.AsCompleted(context.Background(), d(), misuseHandedOver()); return nil },
+			panics: "AsCompleted: input 1 was handed over by Then or ThenDeferred; pass the Deferred that Then returned", doc: "or its chain was handed over by Then or ThenDeferred"},
 		misuseInputs(misuseCase{fn: "List", name: "handed-over input after good ones",
 			panics: "List: input 4 was handed over by Then or ThenDeferred; pass the Deferred that Then returned", doc: "the inputs' results are then left as they were"},
 			func(ds ...*deferred.Deferred[int]) { deferred.List(ds...) }, misuseHandedOver()),
@@ -409,6 +441,18 @@ func misuseCases() []misuseCase {
 		// Control and waiting.
 		{fn: "Deferred.AddTimeout", name: "negative timeout", run: func() error { d().AddTimeout(-time.Nanosecond); return nil },
 			panics: "AddTimeout called with a negative timeout (-1ns)", doc: "panics if timeout is negative"},
+		{fn: "Deferred.AddTimeoutFunc", name: "negative timeout", run: func() error { d().AddTimeoutFunc(-time.Nanosecond, misuseEB); return nil },
+			panics: "AddTimeoutFunc called with a negative timeout (-1ns)", doc: "panics if timeout is negative"},
+		misuseOnNew(misuseCase{fn: "Deferred.AddTimeoutFunc", name: "nil onTimeout",
+			panics: "AddTimeoutFunc called with a nil function", doc: "or onTimeout is nil"}, func(x *deferred.Deferred[int]) { x.AddTimeoutFunc(time.Hour, nil) }),
+		misuseOnNew(misuseCase{fn: "Deferred.CancelWhen", name: "nil ctx",
+			panics: "CancelWhen called with a nil context.Context", doc: "panics if ctx is nil"}, func(x *deferred.Deferred[int]) { x.CancelWhen(misuseNilCtx) }),
+		// A ctx that can never end takes CancelWhen's shortcut, which
+		// checks the hand-over on its own.
+		{fn: "Deferred.CancelWhen", name: "after Then, a ctx that never ends", run: func() error {
+			misuseHandedOver().CancelWhen(context.Background())
+			return nil
+		}, panics: "CancelWhen on a Deferred whose chain was handed over by Then or ThenDeferred; use the Deferred that Then returned", doc: "or if d's chain was handed over"},
 		{fn: "Deferred.Await", name: "nil ctx", run: func() error {
 			_, err := d().Await(misuseNilCtx)
 			return err
@@ -421,6 +465,10 @@ func misuseCases() []misuseCase {
 			panics: "NewPool called with a limit below 1", doc: "panics if n is less than 1"},
 		{fn: "NewPool", name: "negative limit", run: func() error { deferred.NewPool(-1); return nil },
 			panics: "NewPool called with a limit below 1", doc: "panics if n is less than 1"},
+		{fn: "NewPoolWithBacklog", name: "limit 0", run: func() error { deferred.NewPoolWithBacklog(0, 1); return nil },
+			panics: "NewPoolWithBacklog called with a limit below 1", doc: "panics if n is less than 1"},
+		{fn: "NewPoolWithBacklog", name: "negative backlog", run: func() error { deferred.NewPoolWithBacklog(1, -1); return nil },
+			panics: "NewPoolWithBacklog called with a negative backlog", doc: "or backlog is negative"},
 		{fn: "Submit", name: "nil pool", run: func() error { deferred.Submit(context.Background(), nil, misuseWork); return nil },
 			panics: "Submit called with a Pool not made by NewPool", doc: "panics if p was not made by NewPool"},
 		{fn: "Submit", name: "zero Pool", run: func() error { deferred.Submit(context.Background(), new(deferred.Pool), misuseWork); return nil },
@@ -429,11 +477,21 @@ func misuseCases() []misuseCase {
 			panics: "Submit called with a nil context.Context", doc: "or if ctx or f is nil"},
 		{fn: "Submit", name: "nil f", run: func() error { deferred.Submit[int](context.Background(), deferred.NewPool(1), nil); return nil },
 			panics: "Submit called with a nil function", doc: "or if ctx or f is nil"},
+		{fn: "SubmitWait", name: "nil pool", run: func() error { deferred.SubmitWait(context.Background(), nil, misuseWork); return nil },
+			panics: "SubmitWait called with a Pool not made by NewPool", doc: "panics as Submit does"},
+		{fn: "SubmitWait", name: "zero Pool", run: func() error { deferred.SubmitWait(context.Background(), new(deferred.Pool), misuseWork); return nil },
+			panics: "SubmitWait called with a Pool not made by NewPool", doc: "panics as Submit does"},
+		{fn: "SubmitWait", name: "nil ctx", run: func() error { deferred.SubmitWait(misuseNilCtx, deferred.NewPool(1), misuseWork); return nil },
+			panics: "SubmitWait called with a nil context.Context", doc: "panics as Submit does"},
+		{fn: "SubmitWait", name: "nil f", run: func() error { deferred.SubmitWait[int](context.Background(), deferred.NewPool(1), nil); return nil },
+			panics: "SubmitWait called with a nil function", doc: "panics as Submit does"},
 		{fn: "NewSemaphore", name: "0 tokens", run: func() error { deferred.NewSemaphore(0); return nil },
 			panics: "NewSemaphore called with 0 tokens; a Semaphore needs at least 1", doc: "panics if n is less than 1"},
 		{fn: "NewSemaphore", name: "-1 tokens", run: func() error { deferred.NewSemaphore(-1); return nil },
 			panics: "NewSemaphore called with -1 tokens; a Semaphore needs at least 1", doc: "panics if n is less than 1"},
 		{fn: "Semaphore.Acquire", name: "zero Semaphore", run: func() error { new(deferred.Semaphore).Acquire(); return nil },
+			panics: "Semaphore used without NewSemaphore (the zero Semaphore has no tokens)", doc: "panics on a Semaphore not made by NewSemaphore"},
+		{fn: "Semaphore.TryAcquire", name: "zero Semaphore", run: func() error { new(deferred.Semaphore).TryAcquire(); return nil },
 			panics: "Semaphore used without NewSemaphore (the zero Semaphore has no tokens)", doc: "panics on a Semaphore not made by NewSemaphore"},
 		{fn: "Semaphore.Release", name: "zero Semaphore", run: func() error { new(deferred.Semaphore).Release(); return nil },
 			panics: "Semaphore used without NewSemaphore (the zero Semaphore has no tokens)", doc: "on a Semaphore not made by NewSemaphore"},
