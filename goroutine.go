@@ -15,6 +15,13 @@ import (
 // Cancel; the result f returns afterwards is dropped. Go does not wait for
 // f: f should return soon after its context is done. Go panics if ctx or f
 // is nil.
+//
+// In tests, call Go inside a testing/synctest bubble, where time is fake:
+// f's goroutine joins the bubble, so f's timers and a timeout added to the
+// Deferred follow the bubble's clock, and AddTimeout(time.Hour) fires as
+// soon as every goroutine in the bubble is blocked
+// (TestAddTimeoutFiresInstantlyInABubble in package deferredtest,
+// deferredtest/synctest_test.go).
 func Go[T any](ctx context.Context, f func(context.Context) (T, error)) *Deferred[T] {
 	if ctx == nil {
 		panic("deferred: Go called with a nil context.Context")

@@ -25,6 +25,14 @@ var ErrPoolFull = errors.New("deferred: pool backlog full")
 // usable. Submit, SubmitWait and Wait may be called concurrently from any
 // goroutine. A Pool must not be copied.
 //
+// In tests, create the Pool and submit to it inside a testing/synctest
+// bubble, where time is fake: the functions' goroutines join the bubble,
+// so their timers and a timeout added to their Deferreds follow the
+// bubble's clock, and AddTimeout(time.Hour) fires as soon as every
+// goroutine in the bubble is blocked
+// (TestAddTimeoutFiresInstantlyInABubble in package deferredtest,
+// deferredtest/synctest_test.go).
+//
 // The slots are counted under the Pool's own lock, not with a
 // golang.org/x/sync semaphore.Weighted: Weighted waits by parking the
 // goroutine that calls Acquire, and a Pool's backlog must hold no goroutine.

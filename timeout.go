@@ -25,6 +25,12 @@ import (
 // goroutine, unless its chain has already reached this point. AddTimeout
 // returns d. It panics if timeout is negative, or if d's chain was handed
 // over by Then or ThenDeferred.
+//
+// In tests, run code that uses AddTimeout inside a testing/synctest bubble,
+// where time is fake: AddTimeout(time.Hour) fires as soon as every
+// goroutine in the bubble is blocked, at exactly one hour of the bubble's
+// time (TestAddTimeoutFiresInstantlyInABubble in package deferredtest,
+// deferredtest/synctest_test.go).
 func (d *Deferred[T]) AddTimeout(timeout time.Duration) *Deferred[T] {
 	if timeout < 0 {
 		panic(fmt.Sprintf("deferred: AddTimeout called with a negative timeout (%v)", timeout))
@@ -181,6 +187,13 @@ var testHookTimeoutFiring func()
 // Cancelling the Deferred before the delay has passed stops the timer: f
 // never runs and the Deferred fails with ErrCancelled. Cancel has no effect
 // once f has started. Later panics if delay is negative or f is nil.
+//
+// In tests, call Later inside a testing/synctest bubble, where time is
+// fake: its timer follows the bubble's clock, so Later(time.Hour, f) runs f
+// as soon as every goroutine in the bubble is blocked, as
+// AddTimeout(time.Hour) fires there
+// (TestAddTimeoutFiresInstantlyInABubble in package deferredtest,
+// deferredtest/synctest_test.go).
 func Later[T any](delay time.Duration, f func() (T, error)) *Deferred[T] {
 	if delay < 0 {
 		panic(fmt.Sprintf("deferred: Later called with a negative delay (%v)", delay))
