@@ -57,20 +57,9 @@ func callStage[T any](st stage[T], v T, f *Failure) (rv T, rf *Failure, inner *D
 	return rv, nil, inner
 }
 
-// callStageRecovering is callStage with a panic in the stage turned into
-// the new result's Failure.
-func callStageRecovering[T any](st stage[T], v T, f *Failure) (rv T, rf *Failure, inner *Deferred[T]) {
-	defer func() {
-		if p := recover(); p != nil {
-			rv, rf, inner = zeroOf[T](), panicFailure(p), nil
-		}
-	}()
-	return callStage(st, v, f)
-}
-
-// callPlainRecovering is callStageRecovering for a stage of a plain kind,
-// with the common case called directly and recover called only after a
-// panic.
+// callPlainRecovering is callStage for a stage of a plain kind, with a
+// panic in it turned into the new result's Failure; the common case is
+// called directly, and recover only after a panic.
 func callPlainRecovering[T any](st stage[T], v T, f *Failure) (rv T, rf *Failure) {
 	returned := false
 	defer func() {

@@ -82,10 +82,6 @@ func callbackStage[T any](f callbackFn[T]) stage[T] {
 
 func bothStage[T any](f bothFn[T]) stage[T] { return stage[T]{p: funcPtr(f), k: kindBoth} }
 
-func callbackDeferredStage[T any](f callbackDeferredFn[T]) stage[T] {
-	return stage[T]{p: funcPtr(f), k: kindCallbackDeferred}
-}
-
 // inlineStages is how many stages a Deferred holds without allocating.
 const inlineStages = 3
 
