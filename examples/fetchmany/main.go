@@ -8,7 +8,7 @@
 //
 // Usage:
 //
-//	fetchmany [-n count] [-timeout duration] [-pages count] [URL ...]
+//	fetchmany [-n count] [-timeout duration] [-pages count] [-debug addr] [URL ...]
 //
 // With URLs (http:// or https://), fetchmany fetches them. Without, it
 // starts a web server on the loopback interface and fetches -pages of its
@@ -27,6 +27,15 @@
 //	  20  404 Not Found  e.g. http://127.0.0.1:33693/page/9
 //
 //	loopback server: 200 requests, 20 answered 404, at most 10 in flight at once
+//
+// With -debug addr (e.g. localhost:6060), fetchmany serves net/http/pprof
+// at http://addr/debug/pprof/ while it runs, and records every Deferred it
+// creates in the pending profile until it fires, so that
+//
+//	go tool pprof -top http://localhost:6060/debug/pprof/github.com/deferred-go/deferred.pending
+//
+// shows, during a run, which Deferreds are pending and where they were
+// created. It says the address on stderr when the server is up.
 //
 // The exit status is 0 when every page was fetched (the loopback server's
 // missing pages aside: they are part of the demonstration), 1 when a fetch
@@ -58,10 +67,12 @@ import (
 
 const (
 	name     = "fetchmany"
-	synopsis = "usage: fetchmany [-n count] [-timeout duration] [-pages count] [URL ...]"
+	synopsis = "usage: fetchmany [-n count] [-timeout duration] [-pages count] [-debug addr] [URL ...]"
 	about    = `Fetchmany fetches the web pages at the URLs, at most -n at a time, and
 prints a summary of what came in and why each failure failed. Without URLs
-it fetches -pages pages of a loopback server of its own, so it runs offline.`
+it fetches -pages pages of a loopback server of its own, so it runs offline.
+With -debug, it serves net/http/pprof while it runs, the profile of pending
+Deferreds included.`
 )
 
 func main() {
@@ -78,6 +89,7 @@ func main() {
 type options struct {
 	n, pages int
 	timeout  time.Duration
+	debug    string // the address to serve net/http/pprof at, or ""
 	urls     []string
 }
 
@@ -89,6 +101,7 @@ func parseArgs(args []string, stderr io.Writer) (opts options, status int, ok bo
 	flags.IntVar(&opts.n, "n", 10, "fetch at most `count` pages at once")
 	flags.DurationVar(&opts.timeout, "timeout", 10*time.Second, "give up on a fetch after `duration`")
 	flags.IntVar(&opts.pages, "pages", 200, "without URLs, fetch `count` pages of the loopback server")
+	flags.StringVar(&opts.debug, "debug", "", "serve net/http/pprof, pending Deferreds included, at `addr` (host:port) while running")
 	err := flags.Parse(args)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
@@ -106,6 +119,8 @@ func parseArgs(args []string, stderr io.Writer) (opts options, status int, ok bo
 		err = fmt.Errorf("-timeout must be positive, not %v", opts.timeout)
 	case opts.pages < 0:
 		err = fmt.Errorf("-pages must not be negative, not %d", opts.pages)
+	case opts.debug != "" && !validAddr(opts.debug):
+		err = fmt.Errorf("-debug wants host:port (e.g. localhost:6060), not %q", opts.debug)
 	default:
 		opts.urls = flags.Args()
 		for _, u := range opts.urls {
@@ -119,6 +134,13 @@ func parseArgs(args []string, stderr io.Writer) (opts options, status int, ok bo
 		return opts, 2, false
 	}
 	return opts, 0, true
+}
+
+// validAddr reports whether addr is a host:port that net.Listen could
+// take: the host may be empty, the port must be there.
+func validAddr(addr string) bool {
+	_, port, err := net.SplitHostPort(addr)
+	return err == nil && port != ""
 }
 
 // checkURL returns an error, with a hint if it can give one, for a URL
@@ -142,6 +164,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	opts, status, ok := parseArgs(args, stderr)
 	if !ok {
 		return status
+	}
+	if opts.debug != "" {
+		stop, err := serveDebug(opts.debug, stderr)
+		if err != nil {
+			fmt.Fprintf(stderr, "%s: -debug: %v\n", name, err)
+			return 1
+		}
+		defer stop()
 	}
 	urls := opts.urls
 	var site *demoSite

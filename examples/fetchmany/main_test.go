@@ -286,6 +286,9 @@ func TestFetchmanyFlags(t *testing.T) {
 		{`invalid value "x" for flag -n: parse error`, []string{"-n", "x"}},
 		{"-n must be at least 1, not 0", []string{"-n", "0"}},
 		{"-pages must not be negative, not -1", []string{"-pages", "-1"}},
+		{`-debug wants host:port (e.g. localhost:6060), not "6060"`, []string{"-debug", "6060"}},
+		{`-debug wants host:port (e.g. localhost:6060), not "localhost:"`, []string{"-debug", "localhost:"}},
+		{"flag needs an argument: -debug", []string{"-debug"}},
 		{`URL "example.org" has no scheme: try http://example.org`, []string{"http://127.0.0.1:1/", "example.org"}},
 		{`URL "ftp://example.org/": want http:// or https://`, []string{"ftp://example.org/"}},
 	} {
