@@ -176,7 +176,9 @@ func (d *Deferred[T]) debug() *debugInfo {
 func New[T any]() *Deferred[T] {
 	d := new(Deferred[T])
 	if tracking.Load() {
-		d.track(2)
+		if track, sampled := sampleNew(); track {
+			d.track(2, sampled)
+		}
 	}
 	return d
 }
@@ -200,7 +202,9 @@ func newFired[T any]() *Deferred[T] {
 func NewWithCanceller[T any](canceller func(*Deferred[T])) *Deferred[T] {
 	d := new(Deferred[T])
 	if tracking.Load() {
-		d.track(2)
+		if track, sampled := sampleNew(); track {
+			d.track(2, sampled)
+		}
 	}
 	d.aux = funcPtr(canceller)
 	return d

@@ -62,11 +62,35 @@ func SetPendingProfileFraction(rate int) (previous int) {
 		panic(fmt.Sprintf("deferred: SetPendingProfileFraction called with a negative rate (%d)", rate))
 	}
 	prev := pendingRate.Swap(int64(rate))
+	pendingSampleIn.Store(sampleInterval(int64(rate)))
 	updateTracking()
 	return int(prev)
 }
 
 func updateTracking() { tracking.Store(debugging.Load() || pendingRate.Load() != 0) }
+
+// pendingSampleIn counts down the new Deferreds to the next one the
+// profile samples, as the runtime counts down allocated bytes for
+// MemProfileRate: one atomic add a Deferred, where drawing a random number
+// for each cost a tenth of Chain3.
+var pendingSampleIn atomic.Int64
+
+// sampleInterval draws the number of new Deferreds until the next sample:
+// 1 at rate 1, otherwise exponentially distributed with mean rate, so that
+// no pattern of creation hides from the profile.
+func sampleInterval(rate int64) int64 {
+	if rate <= 1 {
+		return 1
+	}
+	return 1 + int64(rand.ExpFloat64()*float64(rate-1))
+}
+
+// sampleNew is what a new Deferred asks while tracking is on: whether it is
+// tracked at all, and whether the profile samples it.
+func sampleNew() (track, sampled bool) {
+	hit := pendingSampleIn.Add(-1) <= 0
+	return hit || debugging.Load(), hit
+}
 
 // A pending is a tracked Deferred's record. It holds no pointer to the
 // Deferred, so that the profile, which keeps it, and the cleanup that
@@ -74,8 +98,8 @@ func updateTracking() { tracking.Store(debugging.Load() || pendingRate.Load() !=
 // alive.
 type pending struct {
 	created  time.Time
-	typ      string // "Deferred[int]"
-	stack    trace  // where it was created
+	typ      func() string // T's name, formatted when needed
+	stack    trace         // where it was created
 	sampled  bool   // in the profile
 	stages   atomic.Bool
 	upstream atomic.Bool // another tracked Deferred fires it and reports a lost chain
@@ -84,19 +108,21 @@ type pending struct {
 	describe func() (state string, stages int, ok bool)
 }
 
-// track decides whether d, new and not shared yet, is tracked, and if so
-// records it; skip is the number of frames between track and the code
-// that created d.
-func (d *Deferred[T]) track(skip int) {
+// track records d, new and not shared yet, as sampleNew decided; skip is
+// the number of frames between track and the code that created d.
+func (d *Deferred[T]) track(skip int, hit bool) {
 	dbg := debugging.Load()
 	sampled := false
-	if r := pendingRate.Load(); r == 1 || r > 1 && rand.Int64N(r) == 0 {
-		sampled = true
+	if hit {
+		if r := pendingRate.Load(); r > 0 {
+			sampled = true
+			pendingSampleIn.Store(sampleInterval(r))
+		}
 	}
 	if !dbg && !sampled {
 		return
 	}
-	p := &pending{created: time.Now(), typ: "Deferred[" + typeName[T]() + "]", stack: callers(skip + 2), sampled: sampled}
+	p := &pending{created: time.Now(), typ: typeName[T], stack: callers(skip + 2), sampled: sampled}
 	r := d.rareLocked()
 	if dbg {
 		r.debug = &debugInfo{created: p.stack.String()}
@@ -215,7 +241,7 @@ func lostDeferred(p *pending) {
 		return
 	}
 	f := failureWithPCs(p.stack.pcs, p.stack.skip+1)
-	f.err = &neverFiredError{typ: p.typ, site: p.stack.site()}
+	f.err = &neverFiredError{typ: "Deferred[" + p.typ() + "]", site: p.stack.site()}
 	reportUnhandled(f)
 }
 
@@ -250,8 +276,8 @@ func WritePending(w io.Writer) error {
 			continue // collected meanwhile
 		}
 		n++
-		if _, err := fmt.Fprintf(w, "%s %s, %v old, %d stages, created at %s\n",
-			p.typ, state, now.Sub(p.created).Round(time.Millisecond), stages, p.stack.site()); err != nil {
+		if _, err := fmt.Fprintf(w, "Deferred[%s] %s, %v old, %d stages, created at %s\n",
+			p.typ(), state, now.Sub(p.created).Round(time.Millisecond), stages, p.stack.site()); err != nil {
 			return err
 		}
 	}

@@ -105,8 +105,10 @@ func (d *Deferred[T]) Observe() *Deferred[T] {
 	mustNotBeNil(d, "Observe")
 	b := new(Deferred[T])
 	if tracking.Load() {
-		b.track(2)
-		b.fedBy(d, "Observe")
+		if track, sampled := sampleNew(); track {
+			b.track(2, sampled)
+			b.fedBy(d, "Observe")
+		}
 	}
 	b.aux = funcPtr(func(b *Deferred[T]) { d.detach(b) }) // b's canceller
 	d.add(stage[T]{p: unsafe.Pointer(b), k: kindBranch}, "Observe")

@@ -26,7 +26,7 @@ func Then[T, U any](d *Deferred[T], cb func(T) (U, error)) *Deferred[U] {
 	}
 	l := &thenLink[T, U]{cb: cb}
 	l.init(d, l)
-	if tracking.Load() {
+	if tracking.Load() && l.u.trackedLocked() != nil { // u is not shared yet
 		l.u.fedBy(d, "Then")
 	}
 	d.handOver("Then", &l.target)
@@ -47,7 +47,7 @@ func ThenDeferred[T, U any](d *Deferred[T], cb func(T) *Deferred[U]) *Deferred[U
 	}
 	l := &thenDeferredLink[T, U]{cb: cb}
 	l.init(d, l)
-	if tracking.Load() {
+	if tracking.Load() && l.u.trackedLocked() != nil { // u is not shared yet
 		l.u.fedBy(d, "ThenDeferred")
 	}
 	d.handOver("ThenDeferred", &l.target)
@@ -75,7 +75,9 @@ type thenBase[T, U any] struct {
 // Deferred it makes is done here for u.
 func (b *thenBase[T, U]) init(d *Deferred[T], t thenTarget[T]) {
 	if tracking.Load() {
-		b.u.track(3)
+		if track, sampled := sampleNew(); track {
+			b.u.track(3, sampled)
+		}
 	}
 	b.target, b.up = t, d
 	b.u.aux = unsafe.Pointer(&b.up) // see cancelsSource
