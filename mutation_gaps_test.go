@@ -224,3 +224,41 @@ func gapAddStagesThatGrowTheSpill(d *Deferred[int], whileRunning bool) weak.Poin
 	})
 	return held
 }
+
+// Mutant stage-block-copy-kept, the case only it covers: the spill grows
+// out of its block while the chain runs but outside a batch (a Chain
+// target's stage adds to the source); the block keeps a copy of the stage
+// it held, which the runner lets go of once that stage has run, even with
+// the Deferred paused in mid-chain.
+func TestMutationGapBlockCopyIsLetGoWhenTheSpillGrewOutsideABatch(t *testing.T) {
+	d, other := New[int](), New[int]()
+	held := gapBlockStageOutsideABatch(d, other)
+	require.NoError(t, d.Callback(1))
+	gapRequireCollected(t, held, "a stage that ran is still referenced from the block")
+	out := Capture(d)
+	d.Unpause()
+	v, f := out.Now(t)
+	require.Nil(t, f)
+	assert.Equal(t, 1, v)
+}
+
+//go:noinline
+func gapBlockStageOutsideABatch(d, other *Deferred[int]) weak.Pointer[[64]byte] {
+	// other's chain runs first, from the driver, while d is running: its
+	// stage adds to d and the spill grows out of the block.
+	other.AddCallback(func(v int) (int, error) {
+		d.AddCallback(func(v int) (int, error) { d.Pause(); return v, nil })
+		d.AddCallback(gapIdentity)
+		return v, nil
+	})
+	d.Chain(other)
+	d.AddCallback(func(int) (int, error) { return 1, nil }) // Chain left the zero value
+	for range inlineStages + spillBlock - 3 {
+		d.AddCallback(gapIdentity)
+	}
+	obj := new([64]byte)
+	obj[0] = 1
+	held := weak.Make(obj)
+	d.AddCallback(func(v int) (int, error) { return v * int(obj[0]), nil }) // the block's last stage
+	return held
+}
