@@ -39,8 +39,12 @@ func (d *Deferred[T]) runBatchLocked() *Deferred[T] {
 	}
 	d.mu.Unlock()
 
-	for b.i < b.end && !b.stopped {
-		d.runStages(&b)
+	if tracing() { // the one check tracing costs when off
+		d.runStagesTraced(&b)
+	} else {
+		for b.i < b.end && !b.stopped {
+			d.runStages(&b)
+		}
 	}
 
 	d.mu.Lock()

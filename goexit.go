@@ -56,6 +56,10 @@ func (d *Deferred[T]) fireCombined(s *slot[T]) {
 // and unlocks d.mu. A panic in st becomes d's failure; a Goexit, one that
 // matches ErrGoexit, and the chain goes on before the goroutine leaves.
 func (d *Deferred[T]) runAloneAndUnlock(st stage[T]) {
+	if tracing() { // so that st shows as a region (trace.go)
+		d.runAloneTracedAndUnlock(st)
+		return
+	}
 	d.set(running, true)
 	v, f := d.value, d.failure
 	d.mu.Unlock()
