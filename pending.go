@@ -100,7 +100,7 @@ type pending struct {
 	created  time.Time
 	typ      func() string // T's name, formatted when needed
 	stack    trace         // where it was created
-	sampled  bool   // in the profile
+	sampled  bool          // in the profile
 	stages   atomic.Bool
 	upstream atomic.Bool // another tracked Deferred fires it and reports a lost chain
 	// describe reports the Deferred's state and queued stages, through a
