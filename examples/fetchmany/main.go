@@ -207,12 +207,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		// returned fires. A URL waiting for a token is a Deferred in sem's
 		// queue: no goroutine waits for it.
 		fetches[i] = deferred.RunLimited(sem, func() *deferred.Deferred[[]byte] {
-			// Ctrl-C stops a fetch by cancelling its Deferred (below), the
-			// one way that always settles it at once: were ctx's end to
-			// abort the request as well, the fetch's own goroutine could be
-			// failing it with ctx's error just as Cancel comes, and Cancel
-			// does nothing while a stage runs.
-			return web.GetPage(context.WithoutCancel(ctx), u, web.WithClient(client), web.WithTimeout(opts.timeout))
+			return web.GetPage(ctx, u, web.WithClient(client), web.WithTimeout(opts.timeout))
 		})
 		if prog != nil {
 			// A stage that looks at the result and passes it on unchanged,
@@ -228,12 +223,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// List fires once every fetch has settled, with one Outcome per URL,
 	// in order. It takes each failure into its Outcome: none is reported
 	// as unhandled, and none is lost, as the table below shows. If ctx
-	// ends first (Ctrl-C), every fetch is cancelled: one still waiting for
-	// a token or running fails with ErrCancelled at once, one finishing
-	// just then keeps its result, and the List fires with the outcomes as
-	// they stand. (Cancelling the List itself would fail it instead, with
-	// nothing to sum up, if a fetch were finishing just then.) Await
-	// blocks this goroutine until the List fires.
+	// ends first (Ctrl-C), every fetch is cancelled: one waiting for a
+	// token or running fails with ErrCancelled at once. A Cancel that
+	// comes while one of the fetch's stages runs does nothing (as in
+	// Twisted), so ctx's end also aborts the requests themselves (GetPage
+	// got ctx): every fetch settles, one way or the other, and the List
+	// fires with the outcomes as they stand. (Cancelling the List instead
+	// would fail it, with nothing to sum up, if a fetch did not settle at
+	// once.) Await blocks this goroutine until the List fires.
 	all := deferred.List(fetches...)
 	stop := context.AfterFunc(ctx, func() {
 		for _, f := range fetches {
