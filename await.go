@@ -46,6 +46,9 @@ func (d *Deferred[T]) Await(ctx context.Context) (T, error) {
 
 	w := &awaiter[T]{done: make(chan struct{})}
 	d.Observe().AddBoth(w.take)
+	if testHookAwaitWaits != nil {
+		testHookAwaitWaits()
+	}
 	select {
 	case <-w.done:
 	case <-ctx.Done():
@@ -85,3 +88,7 @@ func (w *awaiter[T]) take(v T, f *Failure) (T, error) {
 	close(w.done)
 	return zeroOf[T](), nil
 }
+
+// testHookAwaitWaits, if set, runs in Await just before it waits: tests
+// use it to have the result and the end of ctx both there when it looks.
+var testHookAwaitWaits func()

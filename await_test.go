@@ -279,3 +279,22 @@ func TestAwaitResultWinsOverEndedContextWhateverTheWaitPicks(t *testing.T) {
 		}
 	})
 }
+
+// When the result and the end of ctx are both there as Await starts to
+// wait, Await returns the result: it looks again before giving up. (select
+// picks one of two ready cases at random: without the second look, about
+// half the rounds would give ctx.Err().)
+func TestAwaitResultAndContextEndTogetherGiveTheResult(t *testing.T) {
+	for round := range 40 {
+		d := New[int]()
+		ctx, cancel := context.WithCancel(t.Context())
+		testHookAwaitWaits = func() {
+			_ = d.Callback(round)
+			cancel()
+		}
+		v, err := d.Await(ctx)
+		testHookAwaitWaits = nil
+		require.NoError(t, err, "round %d: Await gave up on a result that was there", round)
+		assert.Equal(t, round, v)
+	}
+}

@@ -169,3 +169,12 @@ func TestUnhandledReportWithDebuggingSaysWhereCreatedAndFirstFired(t *testing.T)
 	assert.Contains(t, msg, "I: First Invoker was:\ngithub.com/deferred-go/deferred.TestUnhandledReportWithDebuggingSaysWhereCreatedAndFirstFired")
 	assert.Contains(t, got[0].stageName(), "reportFailingStage")
 }
+
+// With debugging, a panic's stack shows the library's frames too, but it
+// still starts at the panic site, not in the code that recovered it.
+func TestFailurePanicStackStartsAtThePanicSiteWithDebugging(t *testing.T) {
+	SetDebugging(true)
+	defer SetDebugging(false)
+	f := reportFailure(t, reportPanickingStage)
+	assert.True(t, strings.HasPrefix(f.Stack(), "github.com/deferred-go/deferred.reportPanickingStage\n"), "stack:\n%s", f.Stack())
+}
