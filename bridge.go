@@ -99,8 +99,9 @@ func contextEnded(ctx context.Context) error {
 }
 
 // A cancelGuard settles the race between whatever cancels d from outside
-// its chain (a context's end) and d's chain reaching the stage that
-// withdraws it: exactly one side wins, and a loser does nothing.
+// its chain (a context's end for CancelWhen, the timer for AddTimeout) and
+// d's chain reaching the stage that withdraws it: exactly one side wins,
+// and a loser does nothing.
 type cancelGuard[T any] struct {
 	d *Deferred[T]
 
@@ -135,7 +136,7 @@ func (g *cancelGuard[T]) reached() bool {
 	case guardCancelling:
 		// Cancel has not returned: stop the chain after this stage, or
 		// Cancel could cancel a Deferred that a later stage returns, which
-		// CancelWhen does not cover (see timeoutGuard.reached).
+		// neither CancelWhen nor AddTimeout covers.
 		g.paused = true
 		g.d.Pause()
 	}

@@ -3,7 +3,6 @@ package deferred
 import (
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 )
 
@@ -70,7 +69,7 @@ func (d *Deferred[T]) AddTimeoutFunc(timeout time.Duration, onTimeout func(*Fail
 // addTimeout is AddTimeout and AddTimeoutFunc, fn naming the caller; a nil
 // onTimeout passes the timeout's failure on.
 func (d *Deferred[T]) addTimeout(timeout time.Duration, onTimeout func(*Failure) (T, error), fn string) *Deferred[T] {
-	t := &timeoutGuard[T]{d: d}
+	t := &cancelGuard[T]{d: d}
 	// The stage goes in first: if d has fired, it runs now and there is no
 	// timer to start.
 	d.add(bothStage(func(v T, f *Failure) (T, error) {
@@ -89,93 +88,22 @@ func (d *Deferred[T]) addTimeout(timeout time.Duration, onTimeout func(*Failure)
 	}), fn)
 
 	t.mu.Lock()
-	if t.state != timeoutPending {
+	if t.state != guardPending {
 		t.mu.Unlock()
 		return d
 	}
 	if timeout == 0 {
 		t.mu.Unlock()
-		t.expire()
+		t.cancel()
 		return d
 	}
-	t.timer = afterFunc(timeout, t.expire)
+	t.stop = afterFunc(timeout, t.cancel).Stop
 	t.mu.Unlock()
 	return d
 }
 
 // afterFunc is time.AfterFunc; tests replace it to check that timers stop.
 var afterFunc = time.AfterFunc
-
-// A timeoutGuard settles the race between AddTimeout's timer and d's chain
-// reaching AddTimeout's stage.
-type timeoutGuard[T any] struct {
-	d *Deferred[T]
-
-	mu     sync.Mutex
-	state  timeoutState
-	timer  *time.Timer
-	paused bool // the stage paused d until the timer's Cancel returns
-}
-
-type timeoutState int
-
-const (
-	timeoutPending timeoutState = iota // neither side has won yet
-	timeoutFiring                      // the timer won and is cancelling d
-	timeoutExpired                     // the timer won and has cancelled d
-	timeoutBeaten                      // the chain reached the stage first
-)
-
-// reached is called by the stage and reports whether the timer won.
-func (t *timeoutGuard[T]) reached() bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	switch t.state {
-	case timeoutPending:
-		t.state = timeoutBeaten
-		if t.timer != nil {
-			t.timer.Stop()
-		}
-		return false
-	case timeoutFiring:
-		// The timer's Cancel has not returned: stop the chain after this
-		// stage, or Cancel could cancel a Deferred that a later stage
-		// waits for, which the timeout does not cover.
-		t.paused = true
-		t.d.Pause()
-	}
-	return true
-}
-
-// expire is the timer's side: cancel d unless its chain got there first.
-func (t *timeoutGuard[T]) expire() {
-	t.mu.Lock()
-	if t.state != timeoutPending {
-		t.mu.Unlock()
-		return
-	}
-	t.state = timeoutFiring
-	t.mu.Unlock()
-
-	if testHookTimeoutFiring != nil {
-		testHookTimeoutFiring()
-	}
-	t.d.Cancel()
-
-	t.mu.Lock()
-	t.state = timeoutExpired
-	paused := t.paused
-	t.paused = false
-	t.mu.Unlock()
-	if paused {
-		t.d.Unpause()
-	}
-}
-
-// testHookTimeoutFiring, set by tests only, is called by expire after the
-// timer has won and before its Cancel, so that a test can fire d inside
-// that window.
-var testHookTimeoutFiring func()
 
 // Later returns a Deferred that fires with f's result once delay has
 // passed: f's value, its error as a Failure, or the Failure of its panic.

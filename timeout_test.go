@@ -439,8 +439,8 @@ func TestTimeoutRaceWindowEndsInTheResultOrErrTimeout(t *testing.T) {
 }
 
 // TestTimeoutFiringInsideTheWindowHoldsLaterStagesUntilCancelReturns fires
-// d inside the timer's window: the timer has won (expire has set
-// timeoutFiring) but its Cancel has not run yet. The result reaches the
+// d inside the timer's window: the timer has won (the guard is
+// cancelling) but its Cancel has not run yet. The result reaches the
 // timeout's stage, which passes the producer's value unchanged, as
 // Twisted's addTimeout passes any result but its own CancelledError, and
 // pauses d: the stage after it, which returns a pending inner Deferred,
@@ -472,14 +472,14 @@ func TestTimeoutFiringInsideTheWindowHoldsLaterStagesUntilCancelReturns(t *testi
 	out := Capture(d)
 
 	hookRan := false
-	testHookTimeoutFiring = func() {
+	testHookGuardCancelling = func() {
 		hookRan = true
 		require.NoError(t, d.Callback(1))
 		// The result has passed the timeout's stage, and the chain stops
 		// there until the timer's Cancel returns.
 		assert.Empty(t, seen, "a stage after the timeout ran before the timer's Cancel returned")
 	}
-	t.Cleanup(func() { testHookTimeoutFiring = nil })
+	t.Cleanup(func() { testHookGuardCancelling = nil })
 
 	expire()
 	require.True(t, hookRan, "the hook did not run: the timer did not take the window")
