@@ -182,8 +182,9 @@ floor() {
 	END {
 		print "\n== floor (issue 12): deferred ns / floor ns, medians of this run"
 		printf "  %-40s %9s %9s  %s\n", "shape", "deferred", "floor", "ratio"
-		for (n = 0; n < 5; n++) {
-			s = (n == 0) ? 3 : (n == 1) ? 4 : (n == 2) ? 8 : (n == 3) ? 16 : 64
+		split("3 4 5 8 16 64", shapes, " ")
+		for (n = 1; n <= 6; n++) {
+			s = shapes[n]
 			check("chain of " s " stages, then fire", "FloorChain/stages=" s, 1.10)
 		}
 		check("8 stages added to a fired Deferred", "FloorAddToFired", 1.10)
