@@ -16,28 +16,30 @@ TEXT ·fpCallers(SB), NOSPLIT, $0-32
 	MOVQ buf_len+8(FP), CX
 	MOVQ BP, SI
 	XORQ AX, AX
+	TESTQ SI, SI
+	JEQ  done
 
+	// One frame a turn, SI its frame pointer, never nil here: store the
+	// return address, then go on to the next frame pointer R8 if R8-SI is
+	// in [1, 1 MiB]: one unsigned compare of R8-SI-1 checks both bounds,
+	// and lets a nil R8 through to stop, which tells the two apart.
 loop:
 	CMPQ AX, CX
 	JGE  done
-	TESTQ SI, SI
-	JEQ  done
 	MOVQ 8(SI), DX
 	MOVQ DX, (DI)(AX*8)
 	INCQ AX
 	MOVQ 0(SI), R8
-	TESTQ R8, R8
-	JEQ  done
-	CMPQ R8, SI
-	JLS  unsure
-	MOVQ R8, R9
+	LEAQ -1(R8), R9
 	SUBQ SI, R9
-	CMPQ R9, $0x100000
-	JHI  unsure
+	CMPQ R9, $0xfffff
+	JHI  stop
 	MOVQ R8, SI
 	JMP  loop
 
-unsure:
+stop:
+	TESTQ R8, R8
+	JEQ  done // the goroutine's first frame
 	NEGQ AX
 
 done:
