@@ -3,6 +3,7 @@ package deferred
 import (
 	"errors"
 	"fmt"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"testing"
@@ -55,6 +56,38 @@ func BenchmarkChain3Tracked(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPprofAddRemove: what runtime/pprof itself charges for one
+// Deferred in the pending profile, Profile.Add (which walks the whole
+// stack, 32 frames at most) and Profile.Remove, called as deep as New
+// calls it in BenchmarkChain3Tracked. A hundredth of it is the least that
+// rate 100 can add to a Deferred, whatever the library does around it.
+func BenchmarkPprofAddRemove(b *testing.B) {
+	p := benchProfile()
+	b.ReportAllocs()
+	for b.Loop() {
+		r := benchNewRecord(p)
+		p.Remove(r)
+	}
+}
+
+var benchProfileOnce = sync.OnceValue(func() *pprof.Profile {
+	return pprof.NewProfile("github.com/deferred-go/deferred.benchmark")
+})
+
+func benchProfile() *pprof.Profile { return benchProfileOnce() }
+
+// benchNewRecord and benchTrack stand for New and track.
+//
+//go:noinline
+func benchNewRecord(p *pprof.Profile) *pending {
+	r := new(pending)
+	benchTrack(p, r)
+	return r
+}
+
+//go:noinline
+func benchTrack(p *pprof.Profile, r *pending) { p.Add(r, 2) }
 
 // BenchmarkChain3Fired: stages added after the fire.
 func BenchmarkChain3Fired(b *testing.B) {

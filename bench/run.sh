@@ -10,7 +10,7 @@
 # 500ms, -bench . ; the raw outputs go to DIR (default: a new temp dir).
 # COUNT, BENCHTIME, BENCH and OUT in the environment set the same. -reuse
 # tabulates the raw outputs already in DIR instead of running again.
-# About 3 minutes on a 2-core machine.
+# About 3.5 minutes on a 2-core machine.
 set -euo pipefail
 
 count=${COUNT:-6}
@@ -199,5 +199,13 @@ table "core (root package: github.com/deferred-go/deferred)" "$out/core.csv"
 table "peers (bench module; deferred/impl below 1x: deferred is faster)" "$out/peers.csv"
 targets "$out/core.csv" "$out/peers.csv"
 floor "$out/peers.csv"
+# The same shapes, alternating deferred and the floor round by round in one
+# process (bench/alternate): a load that comes and goes then weighs on both
+# sides alike. About 30 s; ALTERNATE=0 skips it.
+if [ -z "$reuse" ] && [ "${ALTERNATE:-1}" != 0 ] && { [ "$filter" = . ] || [[ "$filter" == *Floor* ]]; }; then
+	echo
+	echo "== floor, alternating (go run ./alternate in bench/)"
+	go run ./alternate | tee "$out/alternate.txt"
+fi
 echo
 echo "medians of $count runs; ± is benchstat's 95% interval. benchstat's own tables: $out/*.benchstat.txt"
