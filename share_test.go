@@ -304,6 +304,65 @@ func TestObserveFailureIsReportedOnceOrNotAtAll(t *testing.T) {
 
 var errShareOther = errors.New("another error")
 
+// A Failure fired into a second Deferred as it is (Errback, or a stage
+// returning it) is shared by both: reported once if neither handles it,
+// not at all once either does, even if it was handled before it was fired
+// into the other.
+func TestFailureFiredIntoAnotherDeferredIsShared(t *testing.T) {
+	recovers := func(*Failure) (int, error) { return 0, nil }
+	cases := []struct {
+		name    string
+		run     func(err error) (keep []*Deferred[int])
+		reports int
+	}{
+		{"Errback into a second Deferred, nobody handles it", func(err error) []*Deferred[int] {
+			d1 := Fail[int](err)
+			o, _ := d1.Peek()
+			f := o.Failure
+			d2 := New[int]()
+			_ = d2.Errback(f)
+			return nil
+		}, 1},
+		{"Errback into a second Deferred, which recovers", func(err error) []*Deferred[int] {
+			d1 := Fail[int](err)
+			o, _ := d1.Peek()
+			f := o.Failure
+			New[int]().AddErrback(recovers).Errback(f)
+			return nil
+		}, 0},
+		{"Errback into a second Deferred, and the first recovers", func(err error) []*Deferred[int] {
+			d1 := Fail[int](err)
+			o, _ := d1.Peek()
+			f := o.Failure
+			_ = New[int]().Errback(f)
+			d1.AddErrback(recovers)
+			return nil
+		}, 0},
+		{"a stage returns it in another Deferred, which recovers", func(err error) []*Deferred[int] {
+			d1 := Fail[int](err)
+			o, _ := d1.Peek()
+			f := o.Failure
+			Succeed(1).AddCallback(func(int) (int, error) { return 0, f }).AddErrback(recovers)
+			return nil
+		}, 0},
+		{"handled in its chain, then fired into another that drops it", func(err error) []*Deferred[int] {
+			var kept *Failure
+			New[int]().AddErrback(func(f *Failure) (int, error) { kept = f; return 0, nil }).Errback(err)
+			_ = New[int]().Errback(kept)
+			return nil
+		}, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			errShared := errors.New("fired into another: " + c.name)
+			reports := awaitWatchUnhandled(t, errShared)
+			func() { _ = c.run(errShared) }()
+			reports.settle(t)
+			assert.Equal(t, c.reports, reports.count(errShared), "reports of the failure")
+		})
+	}
+}
+
 // An Await on a branch whose ctx ends first cancels the branch, never the
 // shared Deferred.
 func TestAwaitOnABranchLeavesTheSharedDeferredAlone(t *testing.T) {
