@@ -148,10 +148,10 @@ func (d *Deferred[T]) rareLocked() *rareExtra {
 // in bench/ (144). The garbage collector's work grows with the bytes
 // allocated: a block of five (128 bytes) made 4-stage chains 1.15× slower
 // in one run, with no gain in instructions; a block of two made them 3%
-// slower (alternating runs) for a 5-stage chain 0.75× as costly. Past the
-// block the spill grows to spillGrowth (4), then doubles (growSpill): every
-// chain shape then stays within 1.10× of the floor (5 stages 1.10×, 8 stages
-// 0.92×), where growing to 8 at once left 5-stage chains at 1.17×.
+// slower (alternating runs) for a 5-stage chain 0.77× as costly. Past the
+// block the spill grows to spillGrowth (4), then doubles (growSpill): a
+// 5-stage chain then costs about 1.10× the floor and an 8-stage one 0.91×,
+// where growing to 8 at once left 5-stage chains at 1.17×.
 //
 // When the spill grows, the block keeps copies of the stages it held: the
 // runner clears a stage's copy there too once it has run (clearRunLocked).

@@ -104,7 +104,7 @@ func (d *Deferred[T]) spillLocked(st stage[T]) {
 	d.n++
 	if d.x == nil {
 		// Fresh side storage: write it without reading it back, as a
-		// read of memory just allocated waits for its cache line (4% of
+		// read of memory just allocated waits for its cache line (3% of
 		// FloorChain/stages=4's time, pprof).
 		x := new(extra[T])
 		x.block[0] = st
