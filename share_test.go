@@ -207,6 +207,24 @@ func TestDoneIsClosedOnceTheResultIsThere(t *testing.T) {
 	assert.True(t, isClosedChan(d.Done()), "a later Done is not closed")
 }
 
+// TestDoneIsClosedAfterChainsOfEveryLength: Done's channel lives in the
+// side storage that a chain past three stages also uses, and which the
+// runner lets go when those stages have run; the channel must survive that.
+func TestDoneIsClosedAfterChainsOfEveryLength(t *testing.T) {
+	for n := range 2*inlineStages + spillGrowth + 2 {
+		d := New[int]()
+		done := d.Done()
+		for range n {
+			d.AddCallback(func(v int) (int, error) { return v + 1, nil })
+		}
+		require.NoError(t, d.Callback(0))
+		assert.True(t, isClosedChan(done), "%d stages: Done not closed once the result is there", n)
+		o, ok := d.Peek()
+		require.True(t, ok)
+		assert.Equal(t, n, o.Value)
+	}
+}
+
 func isClosedChan(c <-chan struct{}) bool {
 	select {
 	case <-c:
