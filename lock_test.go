@@ -329,6 +329,33 @@ func TestLockWaiterFiredElsewhereTakesNoToken(t *testing.T) {
 	assert.False(t, l.Locked())
 }
 
+// TestLockWaiterCancelledAfterItLeftTheList: a Cancel that lands after
+// Release has taken its waiter off the list, and before firing it, finds
+// the waiter gone: the list and the waiters still on it are left alone,
+// and the token goes to the next one.
+func TestLockWaiterCancelledAfterItLeftTheList(t *testing.T) {
+	l := NewLock()
+	l.Acquire()
+	first := l.Acquire()
+	second, third := Capture(l.Acquire()), Capture(l.Acquire())
+	testHookHandOff = func() {
+		testHookHandOff = nil
+		first.Cancel() // its canceller finds first off the list already
+	}
+	t.Cleanup(func() { testHookHandOff = nil })
+	l.Release()
+	assert.ErrorIs(t, Capture(first).Failure, ErrCancelled)
+	require.True(t, second.Fired, "the token goes to the next waiter")
+	assert.Nil(t, second.Failure)
+	assert.False(t, third.Fired)
+	assert.Equal(t, 1, l.Waiting(), "the third waiter is still listed")
+	l.Release()
+	require.True(t, third.Fired, "and gets the lock in its turn")
+	l.Release()
+	assert.False(t, l.Locked())
+	assert.Zero(t, l.Waiting())
+}
+
 func TestLockRunLockedHoldsUntilResultSettles(t *testing.T) {
 	l := NewLock()
 	inner := New[string]()
