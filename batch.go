@@ -63,7 +63,7 @@ func (d *Deferred[T]) endBatchLocked(b *batch[T]) {
 		}
 	}
 	if b.i > inlineStages {
-		if b.i == d.n && b.f == nil && d.x.rare == nil && !d.is(cleanupArmed) {
+		if b.i == d.n && b.f == nil && d.x.onlyStages(d.flags) {
 			// Every stage has run and the side storage held only stages:
 			// let it go whole, as stopRunningAndUnlock would, rather than
 			// clear it first (3% of FloorChain/stages=4's time).

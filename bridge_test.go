@@ -238,16 +238,24 @@ func TestCancelWhenBackgroundAddsNothing(t *testing.T) {
 func TestCancelWhenHundredThousandLeaveNoRegistration(t *testing.T) {
 	const n = 100_000
 	cc := newCountingCtx()
+	cancelWhenThenFire(t, n, cc, cc.live)
+	assert.Equal(t, n, cc.total)
+}
+
+// cancelWhenThenFire makes n Deferreds cancelled when ctx ends, checks
+// that live, ctx's count of registrations, counts one each, fires them
+// all, and checks that live is back to zero.
+func cancelWhenThenFire(t *testing.T, n int, ctx context.Context, live func() int) {
+	t.Helper()
 	ds := make([]*Deferred[int], n)
 	for i := range ds {
-		ds[i] = New[int]().CancelWhen(cc)
+		ds[i] = New[int]().CancelWhen(ctx)
 	}
-	require.Equal(t, n, cc.live(), "each pending Deferred holds one registration")
+	require.Equal(t, n, live(), "each pending Deferred holds one registration")
 	for i, d := range ds {
 		require.NoError(t, d.Callback(i))
 	}
-	assert.Zero(t, cc.live(), "registrations outlived the Deferreds' firing")
-	assert.Equal(t, n, cc.total)
+	assert.Zero(t, live(), "registrations outlived the Deferreds' firing")
 }
 
 // The same on a context of the standard library's: its cancelCtx keeps a
@@ -268,15 +276,7 @@ func TestCancelWhenHundredThousandOnAStandardContext(t *testing.T) {
 	if !children.IsValid() || children.Kind() != reflect.Map {
 		t.Skip("context's cancelCtx has no children map any more")
 	}
-	ds := make([]*Deferred[int], n)
-	for i := range ds {
-		ds[i] = New[int]().CancelWhen(ctx)
-	}
-	require.Equal(t, n, children.Len(), "each pending Deferred is a child of ctx")
-	for i, d := range ds {
-		require.NoError(t, d.Callback(i))
-	}
-	assert.Zero(t, children.Len(), "children outlived the Deferreds' firing")
+	cancelWhenThenFire(t, n, ctx, children.Len) // each a child of ctx's cancelCtx
 }
 
 // CancelWhen's cancellation covers a Deferred an earlier stage waits for.

@@ -289,8 +289,8 @@ func (d *Deferred[T]) tidyLocked() {
 		return
 	}
 	switch {
-	case !d.is(cleanupArmed) && d.x.rare == nil:
-		d.x = nil // it held only stages
+	case d.x.onlyStages(d.flags):
+		d.x = nil
 	case cap(d.x.spill) > spillBlock:
 		d.x.spill = nil // a spill that outgrew the block
 	}

@@ -122,6 +122,11 @@ type extra[T any] struct {
 	block   [spillBlock]stage[T]
 }
 
+// onlyStages reports whether x, the side storage of a Deferred with flags
+// f, holds nothing but queued stages: no armed unhandled-failure report and
+// no rare fields. The runner lets such storage go once its stages have run.
+func (x *extra[T]) onlyStages(f flags) bool { return x.rare == nil && f&cleanupArmed == 0 }
+
 // rareExtra holds what only Deferreds made with SetDebugging(true), or
 // asked for Done before they held a result, need.
 type rareExtra struct {

@@ -168,12 +168,7 @@ func TestMutationGapStagesRunAreLetGoWhenTheSpillGrewMeanwhile(t *testing.T) {
 	d := New[int]()
 	held := gapAddStagesThatGrowTheSpill(d, true)
 	require.NoError(t, d.Callback(1))
-	gapRequireCollected(t, held, "a stage that ran is still referenced from the grown spill")
-	out := Capture(d)
-	d.Unpause()
-	v, f := out.Now(t)
-	require.Nil(t, f)
-	assert.Equal(t, 1, v)
+	gapRequireLetGoThenResume(t, d, held, "a stage that ran is still referenced from the grown spill")
 }
 
 // Mutant stage-block-copy-kept: a spill that outgrew its first block before
@@ -185,7 +180,14 @@ func TestMutationGapStagesRunAreLetGoFromTheBlockTheSpillOutgrew(t *testing.T) {
 	d.AddCallback(func(v int) (int, error) { d.Pause(); return v, nil }) // grows the spill now
 	d.AddCallback(gapIdentity)
 	require.NoError(t, d.Callback(1))
-	gapRequireCollected(t, held, "a stage that ran is still referenced from the block")
+	gapRequireLetGoThenResume(t, d, held, "a stage that ran is still referenced from the block")
+}
+
+// gapRequireLetGoThenResume checks that the stage holding held was let go
+// while d is paused in mid-chain, and that d's chain, unpaused, ends with 1.
+func gapRequireLetGoThenResume(t *testing.T, d *Deferred[int], held weak.Pointer[[64]byte], msg string) {
+	t.Helper()
+	gapRequireCollected(t, held, msg)
 	out := Capture(d)
 	d.Unpause()
 	v, f := out.Now(t)
@@ -234,12 +236,7 @@ func TestMutationGapBlockCopyIsLetGoWhenTheSpillGrewOutsideABatch(t *testing.T) 
 	d, other := New[int](), New[int]()
 	held := gapBlockStageOutsideABatch(d, other)
 	require.NoError(t, d.Callback(1))
-	gapRequireCollected(t, held, "a stage that ran is still referenced from the block")
-	out := Capture(d)
-	d.Unpause()
-	v, f := out.Now(t)
-	require.Nil(t, f)
-	assert.Equal(t, 1, v)
+	gapRequireLetGoThenResume(t, d, held, "a stage that ran is still referenced from the block")
 }
 
 //go:noinline

@@ -1,7 +1,6 @@
 package deferred
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -96,29 +95,12 @@ func TestFailurePanicStackStartsAtThePanicSite(t *testing.T) {
 
 // captureSlog sends the default slog logger's output to a buffer for the
 // test.
-func captureSlog(t *testing.T) *syncBuffer {
-	var b syncBuffer
+func captureSlog(t *testing.T) *unhandledLogBuffer {
+	var b unhandledLogBuffer
 	prev := slog.Default()
 	slog.SetDefault(slog.New(slog.NewTextHandler(&b, nil)))
 	t.Cleanup(func() { slog.SetDefault(prev) })
 	return &b
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // The default report's first line says the error, the failing stage and

@@ -313,6 +313,13 @@ func (b *unhandledLogBuffer) Write(p []byte) (int, error) {
 	return b.buf.Write(p)
 }
 
+// String returns everything logged so far.
+func (b *unhandledLogBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 // records returns the logged records that mention msg.
 func (b *unhandledLogBuffer) records(t *testing.T, msg string) []map[string]any {
 	t.Helper()
